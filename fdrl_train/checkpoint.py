@@ -1,0 +1,66 @@
+"""Checkpoints: one file of plain tensors and values, written atomically.
+
+Loads with `torch.load(weights_only=True)`. `load_checkpoint` also accepts the reference
+implementation's checkpoints (shared/DESIGN.md §2) and converts them (see reference.py).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+FORMAT = "fdrl-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or not a checkpoint; the message says which."""
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """torch.save to a temporary name in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_torch_file(path: str | os.PathLike, what: str = "checkpoint"):
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{what} {path} is a folder; give the .pt file (e.g. {path / 'last.pt'})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" in reason or isinstance(e, pickle.UnpicklingError):
+            reason = "it holds pickled objects, not plain tensors"
+        raise CheckpointError(f"{what} {path} cannot be read (truncated, corrupt or not a torch file): "
+                              f"{reason[:160]}") from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """This project's checkpoint as a dict, or a reference checkpoint converted to one."""
+    ckpt = read_torch_file(path)
+    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
+        if ckpt.get("format_version", 0) > FORMAT_VERSION:
+            raise CheckpointError(f"checkpoint {path} has format version {ckpt['format_version']}; "
+                                  f"this fdrl reads up to {FORMAT_VERSION}: upgrade fdrl")
+        return ckpt
+    if isinstance(ckpt, dict) and {"model", "config"} <= set(ckpt):
+        from .reference import convert_reference_checkpoint
+        return convert_reference_checkpoint(ckpt, path)
+    raise CheckpointError(f"{path} is a torch file but not an FDRL checkpoint "
+                          "(expected this project's format or a reference dict with 'model' and 'config')")

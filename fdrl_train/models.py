@@ -1,0 +1,156 @@
+"""Density-ratio estimators: the toy MLP and the paper's ResNets (Table 4).
+
+State-dict names follow the reference implementation (shared/DESIGN.md §2) so that its
+checkpoints load unchanged. Every model maps x to one number per sample, shape [B].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import spectral_norm as _spectral_norm
+from torch.nn.utils.spectral_norm import SpectralNorm
+
+from .config import ConfigError
+
+SLOPE = 0.2  # LeakyReLU slope used everywhere in the paper.
+
+# (planes, blocks, stride of the first block) per stage; `attn` = the stage after which
+# SAGAN self-attention sits when enabled (1-based), at that stage's width.
+RESNETS = {
+    "resnet8": dict(stem=32, stages=[(32, 1, 1), (64, 1, 2)], attn=1),
+    "resnet28": dict(stem=32, stages=[(32, 1, 1), (64, 1, 2), (64, 1, 2)], attn=1),
+    "resnet32": dict(stem=128, stages=[(128, 3, 1), (256, 3, 2), (256, 3, 2), (256, 3, 2)], attn=1),
+    "resnet64": dict(stem=64, stages=[(64, 1, 2), (128, 2, 2), (256, 2, 2), (256, 2, 2)], attn=2),
+    "resnet64_shallow": dict(stem=64, stages=[(64, 1, 2), (128, 1, 2), (128, 1, 2), (256, 1, 2)], attn=2),
+    "resnet128": dict(stem=64, stages=[(64, 1, 2), (128, 1, 2), (128, 2, 2), (256, 2, 2), (256, 2, 2)], attn=2),
+}
+
+
+class MLP(nn.Module):
+    def __init__(self, in_dim: int, hidden_dim: int = 64, n_hidden_layers: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.LeakyReLU(SLOPE)]
+        for _ in range(n_hidden_layers):
+            layers += [nn.Linear(hidden_dim, hidden_dim), nn.LeakyReLU(SLOPE)]
+        layers.append(nn.Linear(hidden_dim, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.mlp(x).squeeze(-1)
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention: 1x1 convs to C/8, softmax over key positions, gamma = 0 at start."""
+
+    def __init__(self, channels: int, k: int = 8):
+        super().__init__()
+        c = max(channels // k, 1)
+        self.key = nn.Conv2d(channels, c, 1)
+        self.query = nn.Conv2d(channels, c, 1)
+        self.value = nn.Conv2d(channels, c, 1)
+        self.self_att = nn.Conv2d(c, channels, 1)
+        self.gamma = nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        n = h * w
+        keys = self.key(x).reshape(b, -1, n)
+        queries = self.query(x).reshape(b, -1, n)
+        values = self.value(x).reshape(b, -1, n)
+        attn = torch.softmax(torch.bmm(keys.transpose(1, 2), queries), dim=1)  # [B, N_key, N_query]
+        out = torch.bmm(values, attn).reshape(b, -1, h, w)
+        return self.gamma * self.self_att(out) + x
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut_conv = (nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+                              if stride != 1 or in_planes != planes else nn.Identity())
+
+    def forward(self, x):
+        out = self.conv2(F.leaky_relu(self.conv1(x), SLOPE))
+        return F.leaky_relu(out + self.shortcut_conv(x), SLOPE)
+
+
+class ResNet(nn.Module):
+    def __init__(self, in_channels: int, stem: int, stages, attn: int, self_attn: bool = False):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)
+        self.attn_after = attn if self_attn else None
+        planes_in = stem
+        for i, (planes, blocks, stride) in enumerate(stages, start=1):
+            layer = []
+            for j in range(blocks):
+                layer.append(BasicBlock(planes_in, planes, stride if j == 0 else 1))
+                planes_in = planes
+            setattr(self, f"layer{i}", nn.Sequential(*layer))
+            if self.attn_after == i:
+                self.self_attn_module = SelfAttention(planes)
+        self.n_stages = len(stages)
+        self.linear = nn.Linear(planes_in, 1)
+
+    def forward(self, x):
+        out = F.leaky_relu(self.conv1(x), SLOPE)
+        for i in range(1, self.n_stages + 1):
+            out = getattr(self, f"layer{i}")(out)
+            if self.attn_after == i:
+                out = self.self_attn_module(out)
+        return self.linear(out.mean((2, 3))).squeeze(-1)
+
+
+def build_model(cfg: dict, sample_shape: tuple[int, ...]) -> nn.Module:
+    """The estimator named by cfg['model'] for samples of `sample_shape` (no batch dim)."""
+    name = cfg["model"]
+    if name == "mlp":
+        if len(sample_shape) != 1:
+            raise ConfigError(f"config key 'model': 'mlp' takes flat samples; dataset gives shape {sample_shape}: use a resnet")
+        model = MLP(sample_shape[0], cfg["hidden_dim"], cfg["n_hidden_layers"])
+    else:
+        if len(sample_shape) != 3:
+            raise ConfigError(f"config key 'model': '{name}' takes images; dataset gives shape {sample_shape}: use model=mlp")
+        model = ResNet(sample_shape[0], self_attn=cfg["self_attn"], **RESNETS[name])
+    if cfg["spectral_norm"]:
+        for m in list(model.modules()):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                _spectral_norm(m)
+    return model
+
+
+def _sn_hook(module: nn.Module) -> SpectralNorm | None:
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, SpectralNorm):
+            return hook
+    return None
+
+
+def plain_params(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights as a plain (spectral-norm-free) model of the same architecture sees them.
+
+    Spectral norm is folded in with the current u, v and no power iteration, so the
+    result is a pure function of the state dict.
+    """
+    out = {}
+    for prefix, module in model.named_modules():
+        hook = _sn_hook(module)
+        for name, p in module.named_parameters(recurse=False):
+            if hook is not None and name == hook.name + "_orig":
+                with torch.no_grad():
+                    out[_join(prefix, hook.name)] = hook.compute_weight(module, do_power_iteration=False)
+            else:
+                out[_join(prefix, name)] = p
+    return out
+
+
+def plain_twin(cfg: dict, sample_shape: tuple[int, ...]) -> nn.Module:
+    """The same architecture without spectral norm, on the meta device: a template for
+    torch.func.functional_call over `plain_params`."""
+    with torch.device("meta"):
+        return build_model({**cfg, "spectral_norm": False}, sample_shape)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
