@@ -1,0 +1,72 @@
+"""`fdrl-export CKPT OUT`: a checkpoint -> a self-contained, checked artifact."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from fdrl_runtime.artifact import ArtifactError, load_artifact
+from fdrl_train.checkpoint import CheckpointError
+from fdrl_train.config import ConfigError
+
+from .export import ExportOptions, export
+from .graph import ExportError
+
+USER_ERRORS = (ExportError, ArtifactError, CheckpointError, ConfigError)
+
+
+def fail(msg: str, code: int = 2):
+    click.echo(f"fdrl-export: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def print_info(path: str) -> None:
+    art = load_artifact(path, with_payload=False)
+    shown = dict(art.meta)
+    shown["prior_arrays"] = {k: list(v.shape) for k, v in art.prior_arrays.items()}
+    click.echo(json.dumps(shown, indent=2, sort_keys=True))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("ckpt", required=False)
+@click.argument("out", required=False)
+@click.option("--info", "info", metavar="ARTIFACT", help="Print an artifact's metadata and exit.")
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
+              help="Which weights to export.")
+@click.option("--no-check", is_flag=True, help="Skip the comparison with float64 autograd.")
+@click.option("--prior", "prior", metavar="up|normal|input|FILE_ddp.pt",
+              help="Override the prior (needed for reference image checkpoints).")
+@click.option("--trust-pickle", is_flag=True, help="Allow unpickling a reference _ddp.pt prior file.")
+@click.option("--refine-steps", type=int, help="Default kappa stored in the artifact (default: the config's).")
+@click.option("--batch", default="1:64:256", show_default=True, help="TensorRT batch profile MIN:OPT:MAX.")
+@click.option("--precision", default="fp32", show_default=True, help="TensorRT engine precision: fp32, fp16, bf16.")
+@click.option("--workspace", "workspace_mb", type=int, default=4096, show_default=True, help="TensorRT workspace (MiB).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file (read and updated).")
+def main(ckpt, out, info, weights, no_check, prior, trust_pickle, refine_steps, batch, precision, workspace_mb,
+         timing_cache):
+    """Export CKPT's density-ratio estimator and its exact input gradient to OUT.
+
+    OUT's extension picks the artifact: .onnx (ONNX), .plan/.engine (TensorRT), .pt2 (torch.export)."""
+    try:
+        if info:
+            print_info(info)
+            return
+        if not ckpt or not out:
+            fail("usage: fdrl-export CKPT OUT (.onnx, .plan, .engine or .pt2), or fdrl-export --info ARTIFACT")
+        if refine_steps is not None and refine_steps < 0:
+            fail(f"--refine-steps {refine_steps}: must be >= 0")
+        opts = ExportOptions(weights=weights, check=not no_check, prior=prior, trust_pickle=trust_pickle,
+                             refine_steps=refine_steps, batch=batch, precision=precision,
+                             workspace_mb=workspace_mb, timing_cache=timing_cache)
+        result = export(ckpt, out, opts, log=lambda m: click.echo(m, err=True))
+    except USER_ERRORS as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted; nothing was written", 130)
+    check = result.describe() if result is not None else "not checked (--no-check)"
+    click.echo(f"fdrl-export: wrote {out} ({weights} weights); check against float64 autograd: {check}", err=True)
+
+
+if __name__ == "__main__":
+    main()

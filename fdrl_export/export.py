@@ -1,0 +1,120 @@
+"""Checkpoint -> artifact: derive the drift graph, export it, check it, write it atomically."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fdrl_runtime.artifact import (artifact_kind, atomic_write_bytes, onnx_with_metadata,
+                                   sha256_file, write_sidecar)
+from fdrl_train.checkpoint import load_checkpoint
+from fdrl_train.reference import load_reference_ddp_prior
+
+from .check import CheckResult, check_drift
+from .graph import ExportError, FlowStepModule, drift_module, estimator_from_checkpoint
+from .meta import build_meta
+from .to_onnx import drift_onnx, step_onnx
+
+
+@dataclass
+class ExportOptions:
+    weights: str = "ema"
+    check: bool = True
+    prior: str | None = None          # override: "up", "normal", "input" or a DDP .pt file
+    trust_pickle: bool = False
+    refine_steps: int | None = None
+    batch: str = "1:64:256"           # TensorRT profile
+    precision: str = "fp32"
+    workspace_mb: int = 4096
+    timing_cache: str | None = None
+
+
+def resolve_prior(ckpt: dict, opts: ExportOptions) -> dict | None:
+    """The prior the artifact samples from: the checkpoint's, or the one the user gave."""
+    shape = tuple(ckpt["sample_shape"])
+    if opts.prior is None:
+        if ckpt.get("prior") is None:
+            raise ExportError("this checkpoint does not record its prior (a reference image checkpoint): "
+                              "give --prior FILE_ddp.pt --trust-pickle, --prior up, or --prior input")
+        return ckpt["prior"]
+    if opts.prior == "input":
+        return None
+    if opts.prior == "up":
+        return {"kind": "up", "shape": list(shape), "clamp": True}
+    if opts.prior == "normal":
+        return {"kind": "normal", "shape": list(shape), "clamp": False, "std": 1.0}
+    return load_reference_ddp_prior(opts.prior, shape, opts.trust_pickle)
+
+
+def _temporary(out: Path) -> Path:
+    """Same folder and extension (torch.export.save wants .pt2), hidden, unique."""
+    return out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
+
+
+def _ort_runner(model_bytes: bytes):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    return lambda x: sess.run(["drift"], {"x": x})[0]
+
+
+def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOptions, log=print) -> CheckResult | None:
+    out = Path(out)
+    kind = artifact_kind(out)
+    if not out.parent.exists() or not os.access(out.parent, os.W_OK):
+        raise ExportError(f"cannot write {out}: folder {out.parent} does not exist or is not writable")
+    if kind == "tensorrt":  # fail before the slow part
+        from .to_tensorrt import engine_settings, require_tensorrt
+        settings = engine_settings(opts.batch, opts.precision, opts.workspace_mb, opts.timing_cache)
+        require_tensorrt()
+    elif opts.precision != "fp32":
+        raise ExportError(f"--precision {opts.precision} applies to TensorRT engines (.plan); "
+                          ".onnx and .pt2 artifacts are fp32 (the runtime chooses mixed precision)")
+    ckpt = load_checkpoint(ckpt_path)
+    prior_state = resolve_prior(ckpt, opts)
+    est = estimator_from_checkpoint(ckpt, opts.weights)
+    module = drift_module(est).eval()
+    meta, prior_arrays = build_meta(est, ckpt, prior_state, module, sha256_file(ckpt_path), opts.refine_steps)
+    result = None
+    if kind in ("onnx", "tensorrt"):
+        model = drift_onnx(module, est.sample_shape)
+        if opts.check:
+            result = _checked(est, _ort_runner(model.SerializeToString()), prior_state, "ONNX Runtime")
+        if kind == "onnx":
+            atomic_write_bytes(out, onnx_with_metadata(model, meta, prior_arrays).SerializeToString())
+        else:
+            from .to_tensorrt import build_engine
+            step = FlowStepModule(module, meta["eta"], meta["noise"])
+            step_model = step_onnx(step, est.sample_shape)
+            engine = build_engine(step_model.SerializeToString(), est.sample_shape, settings, log=log)
+            meta["graph"] = {"input": ["x", "noise"], "outputs": ["x_next"], "dtype": opts.precision,
+                             "batch": [settings.min_batch, settings.opt_batch, settings.max_batch]}
+            atomic_write_bytes(out, engine)
+            write_sidecar(out, meta, prior_arrays)
+    else:
+        from .to_torch import export_program, save_program
+        program = export_program(module, est.sample_shape)
+        if opts.check:
+            run = program.module()
+            result = _checked(est, lambda x: run(torch.from_numpy(x))[0].detach().numpy(), prior_state, "torch.export")
+        tmp = _temporary(out)
+        try:
+            save_program(program, tmp, meta, prior_arrays)
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return result
+
+
+def _checked(est, run, prior_state, what: str) -> CheckResult:
+    result = check_drift(est, run, prior_state)
+    if not result.passed:
+        raise ExportError(f"the exported graph ({what}, fp32) does not match float64 autograd: "
+                          f"{result.describe()}; nothing was written (--no-check writes it anyway)")
+    return result
+

@@ -1,0 +1,138 @@
+"""The exported step graph: x -> (drift, score) with the weights baked in as constants.
+
+The drift comes from fdrl_train's DriftGraph (portable flavour), so the gradient is
+derived from the model, never written by hand. Binding the weights lets every
+weight-only subexpression (flipped convolution kernels, transposed matrices, spectral
+norm already folded by plain_params) be computed once here instead of at every step.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from fdrl_train.drift import DriftGraph
+from fdrl_train.losses import get_pairing
+from fdrl_train.models import build_model, plain_params, plain_twin
+
+
+class ExportError(ValueError):
+    """The export cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class Estimator:
+    """A checkpoint's estimator, ready to export: the plain weights of the chosen set."""
+    cfg: dict
+    sample_shape: tuple[int, ...]
+    model: nn.Module          # the full model (with spectral norm if configured), eval mode
+    params: dict[str, torch.Tensor]  # plain weights: spectral norm folded in
+    weights: str              # "ema" or "raw"
+
+    def twin(self) -> nn.Module:
+        return plain_twin(self.cfg, self.sample_shape)
+
+
+def estimator_from_checkpoint(ckpt: dict, weights: str = "ema") -> Estimator:
+    cfg, shape = ckpt["config"], tuple(ckpt["sample_shape"])
+    model = build_model(cfg, shape)
+    state = ckpt["model"]
+    if weights == "ema":
+        if ckpt.get("ema") is None:
+            raise ExportError("the checkpoint has no EMA weights: use --weights raw")
+        state = ckpt["ema"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0][:200]
+        raise ExportError(f"the checkpoint's weights do not fit model '{cfg['model']}': {first}") from None
+    model.eval()
+    params = {k: v.detach().float().clone() for k, v in plain_params(model).items()}
+    return Estimator(cfg, shape, model, params, weights)
+
+
+class _Constants(nn.Module):
+    pass
+
+
+def bind_weights(graph: DriftGraph, params: dict[str, torch.Tensor]) -> fx.GraphModule:
+    """A GraphModule x -> (drift, score) with the weights as constants, weight-only
+    subexpressions evaluated once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deepcopy of pytree specs warns about deprecated APIs
+        gm = copy.deepcopy(graph.graph)
+    g = gm.graph
+    placeholders = [n for n in g.nodes if n.op == "placeholder"]
+    *weight_nodes, x_node = placeholders
+    if len(weight_nodes) != len(graph.names):
+        raise ExportError("internal: drift graph inputs do not match the model's weights")
+    holder = _Constants()
+    values: dict[fx.Node, torch.Tensor] = {}
+    for node, name in zip(weight_nodes, graph.names):
+        values[node] = params[name]
+    # Evaluate every node whose inputs are all known constants.
+    for node in list(g.nodes):
+        if node.op != "call_function" or node in values:
+            continue
+        inputs = node.all_input_nodes
+        if inputs and all(i in values for i in inputs):
+            args = fx.node.map_arg(node.args, lambda n: values[n])
+            kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
+            out = node.target(*args, **kwargs)
+            if isinstance(out, torch.Tensor):
+                values[node] = out
+    # Materialise the constants that non-constant nodes read.
+    count = 0
+    for node, value in values.items():
+        if any(u not in values for u in node.users):
+            name = f"c{count}"
+            count += 1
+            holder.register_buffer(name, value.detach().contiguous().clone())
+            with g.inserting_before(next(n for n in g.nodes if n.op != "placeholder")), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the buffer lives on `holder`, which owns the graph below
+                attr = g.get_attr(name)
+            node.replace_all_uses_with(attr, delete_user_cb=lambda u: u not in values)
+    for node in reversed(list(g.nodes)):
+        if node in values and not node.users:
+            g.erase_node(node)
+    g._codegen = fx.graph.CodeGen()  # plain forward(x): the weights are no longer inputs
+    gm = fx.GraphModule(holder, g)
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+class DriftModule(nn.Module):
+    """x -> (drift, score): what every artifact computes. score is D(x) (r or log r)."""
+
+    def __init__(self, bound: fx.GraphModule):
+        super().__init__()
+        self.bound = bound
+
+    def forward(self, x):
+        drift, score = self.bound(x)
+        return drift, score
+
+
+def drift_module(est: Estimator, dtype: torch.dtype = torch.float32) -> DriftModule:
+    _, divergence = get_pairing(est.cfg["loss"], est.cfg["divergence"])
+    graph = DriftGraph(est.twin(), divergence, est.sample_shape, portable=True, dtype=dtype)
+    bound = bind_weights(graph, {k: v.to(dtype) for k, v in est.params.items()})
+    return DriftModule(bound)
+
+
+class FlowStepModule(nn.Module):
+    """(x, noise) -> x - eta * drift(x) + nu * noise: one whole step, for engines that
+    replay the loop on the device (TensorRT with CUDA graphs)."""
+
+    def __init__(self, drift: DriftModule, eta: float, nu: float):
+        super().__init__()
+        self.drift, self.eta, self.nu = drift, float(eta), float(nu)
+
+    def forward(self, x, noise):
+        d, _ = self.drift(x)
+        return x - self.eta * d + self.nu * noise

@@ -1,0 +1,42 @@
+"""Modules -> ONNX (dynamic batch), through torch.onnx's dynamo exporter."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+
+import torch
+
+from .graph import DriftModule, ExportError, FlowStepModule
+
+OPSET = 18
+
+
+def to_onnx(module: torch.nn.Module, inputs: tuple, input_names: list[str], output_names: list[str],
+            opset: int = OPSET):
+    """An onnx.ModelProto; dimension 0 of every input is the dynamic batch."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ExportError("ONNX export needs onnx and onnxscript: pip install 'fdrl[onnx]'") from None
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, inputs, dynamo=True, input_names=input_names, output_names=output_names,
+                                    dynamic_shapes=tuple({0: batch} for _ in inputs), opset_version=opset,
+                                    optimize=True, verbose=False)
+    return program.model_proto
+
+
+def drift_onnx(module: DriftModule, sample_shape):
+    """x [batch, *shape] -> drift, score."""
+    return to_onnx(module, (torch.zeros((3,) + tuple(sample_shape)),), ["x"], ["drift", "score"])
+
+
+def step_onnx(step: FlowStepModule, sample_shape):
+    """x, noise -> x_next."""
+    x = torch.zeros((3,) + tuple(sample_shape))
+    return to_onnx(step, (x, torch.zeros_like(x)), ["x", "noise"], ["x_next"])

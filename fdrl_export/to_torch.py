@@ -1,0 +1,18 @@
+"""DriftModule -> a torch.export program (.pt2) for the runtime's torch backend."""
+from __future__ import annotations
+
+import torch
+
+from fdrl_runtime.artifact import pt2_extra_files
+
+from .graph import DriftModule
+
+
+def export_program(module: DriftModule, sample_shape):
+    x = torch.zeros((3,) + tuple(sample_shape))
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    return torch.export.export(module, (x,), dynamic_shapes=({0: batch},))
+
+
+def save_program(program, path, meta: dict, prior_arrays: dict) -> None:
+    torch.export.save(program, str(path), extra_files=pt2_extra_files(meta, prior_arrays))

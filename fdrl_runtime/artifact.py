@@ -1,0 +1,226 @@
+"""The artifact format: the only contract between fdrl_export and fdrl_runtime.
+
+An artifact holds the step graph x -> (drift, score) and everything `fdrl-infer` needs to
+sample from it with no other input: the flow's hyper-parameters, the sample shape and
+value range, the prior, the source and a format version (the `meta` dict below).
+
+- `.onnx`: an ONNX model; `meta` as JSON in metadata_props["fdrl"], the prior's arrays
+  as initializers named "fdrl.prior.<name>" that no node reads (stripped before a
+  session is made).
+- `.plan` / `.engine` (TensorRT): an engine has no room for metadata, so it sits beside
+  it in PATH + ".fdrl.npz": `meta` (JSON), the engine's SHA-256 and the prior's arrays.
+- `.pt2` (torch.export): `meta` and the prior's arrays in the archive's extra files.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "fdrl-artifact"
+FORMAT_VERSION = 1
+ONNX_META_KEY = "fdrl"
+PRIOR_PREFIX = "fdrl.prior."
+SIDECAR_SUFFIX = ".fdrl.npz"
+KINDS = {".onnx": "onnx", ".plan": "tensorrt", ".engine": "tensorrt", ".pt2": "torch"}
+REQUIRED = ("format", "format_version", "sample_shape", "eta", "noise", "flow_steps", "refine_steps",
+            "divergence", "loss", "output", "prior", "value_range")
+
+
+class ArtifactError(ValueError):
+    """An artifact that is missing, corrupt, too new or inconsistent; the message says which."""
+
+
+@dataclass
+class Artifact:
+    path: Path
+    kind: str                      # "onnx", "tensorrt" or "torch"
+    meta: dict
+    prior_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    payload: bytes | None = None   # the ONNX model without the prior initializers
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.meta["sample_shape"])
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        vr = self.meta["value_range"]
+        return None if vr is None else (float(vr[0]), float(vr[1]))
+
+    @property
+    def default_steps(self) -> int:
+        return int(self.meta["flow_steps"]) + int(self.meta["refine_steps"])
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.sample_shape) == 3
+
+
+def artifact_kind(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in KINDS:
+        raise ArtifactError(f"{path}: unknown artifact type '{suffix or '(none)'}'; "
+                            f"use {', '.join(sorted(KINDS))}")
+    return KINDS[suffix]
+
+
+def validate_meta(meta: dict, where: str) -> dict:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ArtifactError(f"{where} is not an fdrl artifact (no '{FORMAT}' metadata): export it with fdrl-export")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ArtifactError(f"{where} has artifact format version {version}; this fdrl-infer reads up to "
+                            f"{FORMAT_VERSION}: upgrade fdrl")
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing:
+        raise ArtifactError(f"{where}: artifact metadata lacks {', '.join(missing)}; export it again")
+    return meta
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _read_npz(data: bytes | str | os.PathLike, where: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data) if isinstance(data, bytes) else data, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # a damaged zip or array raises many kinds of error
+        raise ArtifactError(f"{where} is corrupt: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}") from None
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+# --- writing (used by fdrl_export) -----------------------------------------------------------
+
+def onnx_with_metadata(model, meta: dict, prior_arrays: dict[str, np.ndarray]):
+    """Attach meta and prior arrays to an onnx.ModelProto (in place; returned)."""
+    from onnx import numpy_helper
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = ONNX_META_KEY, json.dumps(meta, sort_keys=True)
+    for name, arr in prior_arrays.items():
+        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(arr), PRIOR_PREFIX + name))
+    return model
+
+
+def write_sidecar(engine_path: str | os.PathLike, meta: dict, prior_arrays: dict[str, np.ndarray]) -> Path:
+    """The metadata file beside a TensorRT engine; call after the engine is in place."""
+    side = Path(str(engine_path) + SIDECAR_SUFFIX)
+    arrays = {f"prior_{k}": v for k, v in prior_arrays.items()}
+    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+    arrays["engine_sha256"] = np.array(sha256_file(engine_path))
+    atomic_write_bytes(side, _npz_bytes(arrays))
+    return side
+
+
+def pt2_extra_files(meta: dict, prior_arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    return {"fdrl_meta.json": json.dumps(meta, sort_keys=True),
+            "fdrl_prior.npz.hex": _npz_bytes(prior_arrays).hex()}
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def load_artifact(path: str | os.PathLike, with_payload: bool = True) -> Artifact:
+    path = Path(path)
+    kind = artifact_kind(path)
+    if not path.is_file():
+        raise ArtifactError(f"artifact {path} does not exist")
+    if kind == "onnx":
+        return _load_onnx(path, with_payload)
+    if kind == "tensorrt":
+        return _load_engine(path)
+    return _load_pt2(path)
+
+
+def _load_onnx(path: Path, with_payload: bool) -> Artifact:
+    try:
+        import onnx
+    except ImportError:
+        raise ArtifactError("reading .onnx artifacts needs the 'onnx' package: pip install 'fdrl[onnx]'") from None
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # protobuf raises DecodeError and friends
+        raise ArtifactError(f"artifact {path} is not a readable ONNX file (truncated or corrupt): "
+                            f"{str(e).splitlines()[0][:120] if str(e) else type(e).__name__}") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if ONNX_META_KEY not in props:
+        raise ArtifactError(f"{path} is an ONNX model but not an fdrl artifact: export it with fdrl-export")
+    try:
+        meta = json.loads(props[ONNX_META_KEY])
+    except json.JSONDecodeError:
+        raise ArtifactError(f"{path}: the fdrl metadata is not valid JSON") from None
+    validate_meta(meta, str(path))
+    from onnx import numpy_helper
+    prior, keep = {}, []
+    for init in model.graph.initializer:
+        if init.name.startswith(PRIOR_PREFIX):
+            prior[init.name[len(PRIOR_PREFIX):]] = numpy_helper.to_array(init)
+        else:
+            keep.append(init)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    payload = model.SerializeToString() if with_payload else None
+    return Artifact(path, "onnx", meta, prior, payload)
+
+
+def _load_engine(path: Path) -> Artifact:
+    side = Path(str(path) + SIDECAR_SUFFIX)
+    if not side.is_file():
+        raise ArtifactError(f"{side} is missing: a TensorRT engine needs the metadata file fdrl-export "
+                            "writes beside it; export the engine again")
+    arrays = _read_npz(side, str(side))
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+        expected = str(arrays.pop("engine_sha256"))
+    except (KeyError, json.JSONDecodeError):
+        raise ArtifactError(f"{side} is not an fdrl engine metadata file") from None
+    if sha256_file(path) != expected:
+        raise ArtifactError(f"{side} does not match {path} (the engine was rebuilt or replaced): export again")
+    validate_meta(meta, str(path))
+    prior = {k[len("prior_"):]: v for k, v in arrays.items() if k.startswith("prior_")}
+    return Artifact(path, "tensorrt", meta, prior)
+
+
+def _load_pt2(path: Path) -> Artifact:
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = {n.split("/")[-1]: n for n in z.namelist()}
+            if "fdrl_meta.json" not in names:
+                raise ArtifactError(f"{path} is a torch.export archive but not an fdrl artifact: export it with fdrl-export")
+            meta = json.loads(z.read(names["fdrl_meta.json"]))
+            prior = _read_npz(bytes.fromhex(z.read(names["fdrl_prior.npz.hex"]).decode()), str(path)) \
+                if "fdrl_prior.npz.hex" in names else {}
+    except zipfile.BadZipFile:
+        raise ArtifactError(f"artifact {path} is not a readable .pt2 archive (truncated or corrupt)") from None
+    validate_meta(meta, str(path))
+    return Artifact(path, "torch", meta, prior)

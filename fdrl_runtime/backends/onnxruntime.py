@@ -1,0 +1,64 @@
+"""ONNX Runtime: the CPU provider everywhere, the CUDA provider where installed."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .base import Backend, BackendError
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendError("the onnxruntime backend needs onnxruntime: pip install 'fdrl[onnx]'") from None
+    return onnxruntime
+
+
+class OnnxRuntimeBackend(Backend):
+    """On the CPU the batch is split across `workers` single-threaded sessions run side by
+    side: at these sizes one session's intra-op threads cost more than they give
+    (toy MLP, batch 1024: 0.83 ms per step on 2 threads, 0.48 ms on 2 x 1; NOTES.md)."""
+    name = "onnxruntime"
+
+    def __init__(self, artifact, device="cpu", precision="fp32", threads=0):
+        super().__init__(artifact, device, precision, threads)
+        ort = _import_ort()
+        if artifact.payload is None:
+            raise BackendError("internal: the ONNX artifact was loaded without its graph")
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise BackendError("--device cuda needs onnxruntime-gpu (CUDAExecutionProvider is not available); "
+                                   "use --device cpu or the torch backend")
+            raise BackendError("the onnxruntime CUDA path is not built yet; use --backend torch on a GPU")
+        self.workers = threads or min(2, os.cpu_count() or 1)
+        self.sessions = [self._session(ort, 1) for _ in range(self.workers)]
+        self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
+
+    def _session(self, ort, threads: int):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        # Spinning threads slow everything else on the machine (shared/DESIGN.md §5).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(self.artifact.payload, so, providers=["CPUExecutionProvider"])
+
+    def drift(self, x: np.ndarray) -> np.ndarray:
+        if self.pool is None or x.shape[0] < 2 * self.workers:
+            return self.sessions[0].run(["drift"], {"x": x})[0]
+        parts = np.array_split(x, self.workers)
+        futures = [self.pool.submit(s.run, ["drift"], {"x": p}) for s, p in zip(self.sessions[1:], parts[1:])]
+        first = self.sessions[0].run(["drift"], {"x": parts[0]})[0]
+        return np.concatenate([first] + [f.result()[0] for f in futures])
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        self.sessions = []
+
+
+BACKEND = OnnxRuntimeBackend

@@ -1,0 +1,175 @@
+"""`fdrl-infer --engine ARTIFACT -n N --out DIR`: generate samples with the lean runtime."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .artifact import ArtifactError, load_artifact, sha256_file
+from .backends import BackendError, backend_class, resolve_backend
+from .generate import Plan, generate, shard_from_env
+from .outputs import FORMATS, RunFolder, from_uint8_hwc, grid_image
+
+DEFAULT_SHARD = 1000
+
+
+class UsageError(ValueError):
+    pass
+
+
+def fail(msg: str, code: int = 2):
+    click.echo(f"fdrl-infer: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return shard_from_env()
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if n <= 0 or not 0 <= i < n:
+        raise UsageError(f"--shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
+def load_init(path: str, artifact) -> np.ndarray:
+    """Starting samples from a .npz/.npy file or a folder of images, as [N, *shape] floats."""
+    p = Path(path)
+    shape = artifact.sample_shape
+    if p.is_dir():
+        from PIL import Image
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+        if not files:
+            raise UsageError(f"--init {path}: the folder holds no .png/.jpg images")
+        mode = "L" if shape[0] == 1 else "RGB"
+        arr = np.stack([np.asarray(Image.open(f).convert(mode)) for f in files])
+        arr = arr[..., None] if arr.ndim == 3 else arr
+    elif p.is_file() and p.suffix in (".npz", ".npy"):
+        try:
+            if p.suffix == ".npy":
+                arr = np.load(p, allow_pickle=False)
+            else:
+                with np.load(p, allow_pickle=False) as z:
+                    arr = z["x"] if "x" in z.files else z[z.files[0]]
+        except Exception as e:  # numpy raises several kinds for a damaged file
+            raise UsageError(f"--init {path} cannot be read: {str(e).splitlines()[0][:120]}") from None
+    else:
+        raise UsageError(f"--init {path}: give a .npz/.npy file or a folder of images")
+    if arr.dtype == np.uint8:
+        if not artifact.is_image or arr.ndim != 4:
+            raise UsageError(f"--init {path}: uint8 data must be images [N, H, W, C]")
+        arr = from_uint8_hwc(arr, artifact.value_range or (-1.0, 1.0))
+    arr = arr.astype(np.float32)
+    if tuple(arr.shape[1:]) != shape:
+        raise UsageError(f"--init {path}: samples have shape {tuple(arr.shape[1:])}, the model takes {shape}")
+    return arr
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--engine", "engine", required=True, metavar="ARTIFACT", help=".onnx, .plan/.engine or .pt2 from fdrl-export.")
+@click.option("-n", "n", type=int, help="Number of samples (default: 1000, or all of --init).")
+@click.option("--out", "out", default="samples", show_default=True, help="Output folder.")
+@click.option("--batch", type=int, help="Samples per batch (default: 1024 for points, 64 for images; 256 on a GPU).")
+@click.option("--steps", type=int, help="Flow steps (default: K + kappa from the artifact).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--backend", default="auto", show_default=True, help="auto, onnxruntime, tensorrt or torch.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--precision", default="fp32", show_default=True, help="fp32, or fp16/bf16 where the backend has it.")
+@click.option("--format", "fmt", type=str, help="png, npz or both (default: png for images, npz for points).")
+@click.option("--grid", "grid", type=click.Path(dir_okay=False), help="Also write a picture of the first 64 samples.")
+@click.option("--shard", "shard", help="I/N: this process makes shard I of N (default: from torchrun/SLURM).")
+@click.option("--shard-size", type=int, default=DEFAULT_SHARD, show_default=True, help="Samples per output shard.")
+@click.option("--init", "init", help="Start the flow from these samples (.npz/.npy or an image folder) instead of the prior.")
+@click.option("--threads", type=int, default=0, help="CPU workers (default: the machine's cores, at most 2).")
+@click.option("--overwrite", is_flag=True, help="Start over instead of completing an earlier run in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def main(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
+         threads, overwrite, quiet):
+    """Generate samples: prior draw, K + kappa flow steps, clamp, write."""
+    try:
+        run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
+            threads, overwrite, quiet)
+    except (ArtifactError, BackendError, UsageError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted; finished shards are kept: run the same command again to complete the rest", 130)
+
+
+def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
+        threads, overwrite, quiet):
+    for name, value in (("-n", n), ("--batch", batch), ("--steps", steps), ("--shard-size", shard_size)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{name} {value}: must be a positive integer")
+    if threads < 0:
+        raise UsageError(f"--threads {threads}: must be >= 0")
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: use png, npz or both")
+    shard_index, shard_count = parse_shard(shard)
+    artifact = load_artifact(engine)
+    name = resolve_backend(backend, artifact.kind)
+    init_x = load_init(init, artifact) if init else None
+    if init_x is not None:
+        n = n or len(init_x)
+        if n > len(init_x):
+            raise UsageError(f"-n {n} but --init holds {len(init_x)} samples")
+    elif artifact.meta["prior"]["kind"] == "input":
+        raise UsageError("this artifact has no prior (it translates given images): give --init SOURCE")
+    n = n or 1000
+    on_gpu = device.startswith("cuda")
+    batch = batch or (256 if on_gpu else 64 if artifact.is_image else 1024)
+    steps = steps or artifact.default_steps
+    fmt = fmt or ("png" if artifact.is_image else "npz")
+    if not artifact.is_image and fmt != "npz":
+        raise UsageError(f"--format {fmt}: points are written as npz")
+    out_path = Path(out)
+    _check_writable(out_path)
+    with backend_class(name)(artifact, device=device, precision=precision, threads=threads) as be:
+        folder = RunFolder(out_path, fmt, artifact.is_image)
+        folder.prepare(overwrite)
+        plan = Plan(n, shard_size, shard_index, shard_count)
+        from tqdm import tqdm
+        owned = sum(len(ids) for _, ids in plan.shards())
+        bar = tqdm(total=owned, disable=quiet, unit="sample", dynamic_ncols=True)
+        bar.update(sum(len(ids) for s, ids in plan.shards() if folder.is_done(s)))
+
+        def progress(k, rate):
+            bar.update(k)
+            bar.set_postfix(samples_s=f"{rate:.1f}")
+
+        t0 = time.perf_counter()
+        result = generate(artifact, be, plan, folder, batch, steps, seed, init_x, progress, keep_first=64 if grid else 0)
+        bar.close()
+        summary = {
+            "count": owned, "made_now": result["made"], "n_total": n, "seed": seed, "backend": be.name,
+            "device": device, "precision": precision, "batch": batch, "steps": steps,
+            "seconds": result["seconds"], "wall_seconds": time.perf_counter() - t0,
+            "samples_per_second": result["made"] / result["seconds"] if result["seconds"] > 0 else None,
+            "shard": [shard_index, shard_count], "shards_done": result["shards_done"],
+            "shards_kept": result["shards_skipped"], "artifact": str(engine), "artifact_sha256": sha256_file(engine),
+            "init": init,
+        }
+        folder.write_summary("summary.json" if shard_count == 1 else f"summary_{shard_index}of{shard_count}.json", summary)
+        if grid and result["first"] is not None:
+            grid_image(result["first"], artifact.value_range, artifact.is_image).save(grid)
+    if not quiet:
+        rate = summary["samples_per_second"]
+        click.echo(f"fdrl-infer: {owned} samples in {out} ({result['made']} new, {result['shards_skipped']} shards kept)"
+                   + (f", {rate:.1f} samples/s on {be.name}" if rate else ""), err=True)
+
+
+def _check_writable(path: Path) -> None:
+    probe_dir = path
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK):
+        raise UsageError(f"cannot write to --out {path}: {probe_dir} is not a writable folder")
+
+
+if __name__ == "__main__":
+    main()

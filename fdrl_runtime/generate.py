@@ -1,0 +1,59 @@
+"""N samples from an artifact: split into shards, shards into batches, resumable."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .artifact import Artifact
+from .loop import sample_batch
+from .outputs import RunFolder
+
+
+@dataclass(frozen=True)
+class Plan:
+    n: int
+    shard_size: int
+    shard_index: int = 0
+    shard_count: int = 1
+
+    def shards(self) -> list[tuple[int, np.ndarray]]:
+        """(shard number, global ids) owned by this process: shard s goes to process s mod N."""
+        total = -(-self.n // self.shard_size)
+        return [(s, np.arange(s * self.shard_size, min(self.n, (s + 1) * self.shard_size), dtype=np.int64))
+                for s in range(total) if s % self.shard_count == self.shard_index]
+
+
+def shard_from_env() -> tuple[int, int]:
+    """(rank, world size) from torchrun or SLURM; (0, 1) when neither launched us."""
+    for rank, world in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
+        if rank in os.environ and world in os.environ:
+            return int(os.environ[rank]), int(os.environ[world])
+    return 0, 1
+
+
+def generate(artifact: Artifact, backend, plan: Plan, folder: RunFolder, batch: int, steps: int, seed: int,
+             init: np.ndarray | None = None, progress=None, keep_first: int = 0) -> dict:
+    """Run every shard of `plan` not yet done; returns timing and the first samples made."""
+    todo = [(s, ids) for s, ids in plan.shards() if not folder.is_done(s)]
+    skipped = len(plan.shards()) - len(todo)
+    made, seconds, first = 0, 0.0, []
+    for shard, ids in todo:
+        parts = []
+        for start in range(0, len(ids), batch):
+            chunk = ids[start:start + batch]
+            t0 = time.perf_counter()
+            x = sample_batch(backend, artifact, chunk, seed, steps, None if init is None else init[chunk])
+            seconds += time.perf_counter() - t0
+            parts.append(x)
+            made += len(chunk)
+            if progress is not None:
+                progress(len(chunk), made / seconds if seconds > 0 else 0.0)
+        x = np.concatenate(parts)
+        folder.write_shard(shard, ids, x, artifact.value_range)
+        if sum(len(f) for f in first) < keep_first:
+            first.append(x[:keep_first])
+    return {"made": made, "seconds": seconds, "shards_done": len(todo), "shards_skipped": skipped,
+            "first": np.concatenate(first)[:keep_first] if first else None}

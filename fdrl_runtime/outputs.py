@@ -1,0 +1,119 @@
+"""What fdrl-infer writes, shard by shard, so no work is lost.
+
+A run folder holds `shards/NNNNN.npz` (uint8 HWC images, or float32 points for toy data,
+with their global sample ids), `png/NNNNNN.png` (one file per image, numbered by global
+id: a folder FID tools read), an optional grid and `summary*.json`. A shard counts as
+done once its marker exists (its .npz, or `shards/NNNNN.done` when no .npz is asked
+for), and every file is written under a temporary name and renamed, so an interrupted
+run leaves only whole shards and the same command completes it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import atomic_write_bytes
+
+FORMATS = ("png", "npz", "both")
+
+
+def to_uint8_hwc(x: np.ndarray, value_range) -> np.ndarray:
+    lo, hi = value_range
+    u = np.clip(np.round((x - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
+    return u.transpose(0, 2, 3, 1)
+
+
+def from_uint8_hwc(u: np.ndarray, value_range) -> np.ndarray:
+    lo, hi = value_range
+    return (u.astype(np.float32).transpose(0, 3, 1, 2) / 255.0) * (hi - lo) + lo
+
+
+class RunFolder:
+    def __init__(self, root: str | os.PathLike, fmt: str, is_image: bool):
+        self.root, self.fmt, self.is_image = Path(root), fmt, is_image
+        self.shards, self.png = self.root / "shards", self.root / "png"
+
+    def prepare(self, overwrite: bool) -> None:
+        if overwrite:
+            for d in (self.shards, self.png):
+                if d.exists():
+                    shutil.rmtree(d)
+        self.shards.mkdir(parents=True, exist_ok=True)
+        if self.is_image and self.fmt in ("png", "both"):
+            self.png.mkdir(parents=True, exist_ok=True)
+
+    def _marker(self, shard: int) -> Path:
+        return self.shards / (f"{shard:05d}.npz" if self.fmt in ("npz", "both") else f"{shard:05d}.done")
+
+    def is_done(self, shard: int) -> bool:
+        return self._marker(shard).exists()
+
+    def write_shard(self, shard: int, ids: np.ndarray, x: np.ndarray, value_range) -> None:
+        """PNGs first (temporary names, then renamed), the shard's marker last."""
+        if self.is_image and self.fmt in ("png", "both"):
+            from PIL import Image
+            u8 = to_uint8_hwc(x, value_range)
+            tmps = []
+            for i, img in zip(ids, u8):
+                final = self.png / f"{int(i):06d}.png"
+                tmp = final.with_name(f".{final.name}.tmp")
+                Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(tmp, format="PNG")
+                tmps.append((tmp, final))
+            for tmp, final in tmps:
+                os.replace(tmp, final)
+        marker = self._marker(shard)
+        if marker.suffix == ".npz":
+            import io
+            buf = io.BytesIO()
+            data = to_uint8_hwc(x, value_range) if self.is_image else x.astype(np.float32)
+            np.savez(buf, ids=ids.astype(np.int64), x=data)
+            atomic_write_bytes(marker, buf.getvalue())
+        else:
+            atomic_write_bytes(marker, b"")
+
+    def write_summary(self, name: str, summary: dict) -> None:
+        atomic_write_bytes(self.root / name, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_samples(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """All shards of a run folder as (ids, samples), ordered by id (npz formats only)."""
+    files = sorted(Path(root, "shards").glob("*.npz"))
+    if not files:
+        return np.zeros(0, np.int64), np.zeros(0)
+    ids, xs = [], []
+    for f in files:
+        with np.load(f) as z:
+            ids.append(z["ids"])
+            xs.append(z["x"])
+    ids, xs = np.concatenate(ids), np.concatenate(xs)
+    order = np.argsort(ids)
+    return ids[order], xs[order]
+
+
+def grid_image(x: np.ndarray, value_range, is_image: bool):
+    """A picture of up to 64 images (a grid) or of 2-D points (a scatter plot)."""
+    from PIL import Image, ImageDraw
+    if not is_image:
+        size, pts = 512, x.reshape(x.shape[0], -1)[:, :2]
+        lim = max(float(np.quantile(np.abs(pts), 0.995)) * 1.1, 1e-3) if len(pts) else 1.0
+        img = Image.new("RGB", (size, size), "white")
+        d = ImageDraw.Draw(img)
+        for px, py in (pts / lim * 0.5 + 0.5) * size:
+            d.point((float(px), float(size - py)), fill=(30, 80, 200))
+        return img
+    u8 = to_uint8_hwc(x[:64], value_range)
+    n, h, w, c = u8.shape
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    canvas = np.full((rows * (h + 2) + 2, cols * (w + 2) + 2, c), 255, np.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        canvas[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + q * (w + 2):2 + q * (w + 2) + w] = u8[i]
+    img = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+    scale = max(1, 256 // max(h, w))
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
