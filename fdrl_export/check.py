@@ -3,8 +3,14 @@
 fp32 PyTorch is itself no reference on large activations (shared/DESIGN.md §5), so the
 reference is autograd of f'(D(x)) in float64 through the plain model, computed
 independently of the traced graph. Criterion: per-sample relative error
-||out - ref|| / ||ref|| with median <= 1e-5 and at most 2% of samples above 1e-4 (a
-pre-activation within rounding of 0 can take the other LeakyReLU slope).
+||out - ref|| / ||ref|| with median <= 1e-5 and at most 2% of samples above 1e-4.
+
+Samples above 1e-4 are then examined one by one: a pre-activation within fp32 rounding
+of 0 takes the other LeakyReLU slope, and on deep nets (the 32x32 ResNet has millions of
+units per sample) that happens to many samples of a correct graph. The backend reports
+the slope masks it used; the float64 computation is rerun with those masks, and if the
+sample then agrees to 1e-5 its outlier is a slope flip, reported but not counted
+against the 2%. An outlier that masks cannot explain is an error of the graph.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from fdrl_train.drift import DriftGraph
 from fdrl_train.losses import get_pairing
 from fdrl_train.priors import prior_from_state
 
@@ -29,17 +36,23 @@ OUTLIER_FRACTION = 0.02
 class CheckResult:
     n: int
     median: float
-    outlier_fraction: float
+    outlier_fraction: float     # above OUTLIER_LEVEL
+    explained_fraction: float   # of all samples: outliers that the backend's masks explain
     worst: float
 
     @property
+    def unexplained_fraction(self) -> float:
+        return self.outlier_fraction - self.explained_fraction
+
+    @property
     def passed(self) -> bool:
-        return self.median <= MEDIAN_LIMIT and self.outlier_fraction <= OUTLIER_FRACTION
+        return self.median <= MEDIAN_LIMIT and self.unexplained_fraction <= OUTLIER_FRACTION
 
     def describe(self) -> str:
         return (f"{self.n} samples: median relative error {self.median:.2e} (limit {MEDIAN_LIMIT:.0e}), "
-                f"{100 * self.outlier_fraction:.1f}% above {OUTLIER_LEVEL:.0e} (limit {100 * OUTLIER_FRACTION:.0f}%), "
-                f"worst {self.worst:.2e}")
+                f"{100 * self.outlier_fraction:.1f}% above {OUTLIER_LEVEL:.0e}, of which "
+                f"{100 * self.explained_fraction:.1f}% are LeakyReLU slope flips; unexplained "
+                f"{100 * self.unexplained_fraction:.1f}% (limit {100 * OUTLIER_FRACTION:.0f}%), worst {self.worst:.2e}")
 
 
 def reference_drift(est: Estimator, x: torch.Tensor) -> np.ndarray:
@@ -72,10 +85,32 @@ def per_sample_rel_err(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.linalg.norm(out - ref, axis=1) / np.maximum(np.linalg.norm(ref, axis=1), 1e-30)
 
 
-def check_drift(est: Estimator, run: Callable[[np.ndarray], np.ndarray], prior_state: dict | None,
+def masked_reference(est: Estimator, x: torch.Tensor, masks: dict[str, np.ndarray]) -> np.ndarray:
+    """The float64 drift computed with the LeakyReLU masks a backend used (by node name)."""
+    _, divergence = get_pairing(est.cfg["loss"], est.cfg["divergence"])
+    graph = DriftGraph(est.twin(), divergence, est.sample_shape, portable=True, dtype=torch.float64)
+    weights = [w.double() for w in graph.weights(est.params)]
+
+    class WithMasks(torch.fx.Interpreter):
+        def run_node(self, node):
+            if node.name in masks:
+                return torch.from_numpy(np.asarray(masks[node.name])).double()
+            return super().run_node(node)
+
+    return WithMasks(graph.graph).run(weights, x.double())[0].numpy()
+
+
+def check_drift(est: Estimator, run: Callable[[np.ndarray], tuple[np.ndarray, dict]], prior_state: dict | None,
                 sizes=(32, 33)) -> CheckResult:
-    errs = []
+    """`run(x)` gives the backend's drift and the slope masks it used ({} if it cannot)."""
+    errs, explained = [], 0
     for x in check_inputs(est, prior_state, sizes):
-        errs.append(per_sample_rel_err(run(x.numpy()), reference_drift(est, x)))
+        out, masks = run(x.numpy())
+        e = per_sample_rel_err(out, reference_drift(est, x))
+        bad = np.flatnonzero(e > OUTLIER_LEVEL)
+        if len(bad) and masks:
+            sub = {k: v[bad] for k, v in masks.items()}
+            explained += int((per_sample_rel_err(out[bad], masked_reference(est, x[bad], sub)) <= MEDIAN_LIMIT).sum())
+        errs.append(e)
     e = np.concatenate(errs)
-    return CheckResult(len(e), float(np.median(e)), float((e > OUTLIER_LEVEL).mean()), float(e.max()))
+    return CheckResult(len(e), float(np.median(e)), float((e > OUTLIER_LEVEL).mean()), explained / len(e), float(e.max()))

@@ -53,13 +53,44 @@ def _temporary(out: Path) -> Path:
     return out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
 
 
-def _ort_runner(model_bytes: bytes):
+def _ort_runner(model):
+    """drift and the slope masks (outputs of the Clip nodes, see check.py) on ONNX Runtime."""
+    import onnx
     import onnxruntime as ort
+    diag = onnx.ModelProto()
+    diag.CopyFrom(model)
+    masks = [n.output[0] for n in diag.graph.node if n.op_type == "Clip"]
+    diag.graph.output.extend(onnx.helper.make_tensor_value_info(m, onnx.TensorProto.FLOAT, None) for m in masks)
     so = ort.SessionOptions()
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
-    sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
-    return lambda x: sess.run(["drift"], {"x": x})[0]
+    sess = ort.InferenceSession(diag.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    def run(x):
+        drift, *mask_values = sess.run(["drift"] + masks, {"x": x})
+        return drift, dict(zip(masks, mask_values))
+    return run
+
+
+def _torch_runner(program, module):
+    """drift from the exported program; the masks from the same graph run node by node."""
+    run_program = program.module()
+    clamp = torch.ops.aten.clamp.default
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, node):
+            out = super().run_node(node)
+            if node.target is clamp:
+                self.masks[node.name] = out.detach().numpy()
+            return out
+
+    def run(x):
+        rec = Recorder(module.bound)
+        rec.masks = {}
+        with torch.no_grad():
+            rec.run(torch.from_numpy(x))
+            return run_program(torch.from_numpy(x))[0].numpy(), rec.masks
+    return run
 
 
 def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOptions, log=print) -> CheckResult | None:
@@ -83,7 +114,7 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
     if kind in ("onnx", "tensorrt"):
         model = drift_onnx(module, est.sample_shape)
         if opts.check:
-            result = _checked(est, _ort_runner(model.SerializeToString()), prior_state, "ONNX Runtime")
+            result = _checked(est, _ort_runner(model), prior_state, "ONNX Runtime")
         if kind == "onnx":
             atomic_write_bytes(out, onnx_with_metadata(model, meta, prior_arrays).SerializeToString())
         else:
@@ -99,8 +130,7 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
         from .to_torch import export_program, save_program
         program = export_program(module, est.sample_shape)
         if opts.check:
-            run = program.module()
-            result = _checked(est, lambda x: run(torch.from_numpy(x))[0].detach().numpy(), prior_state, "torch.export")
+            result = _checked(est, _torch_runner(program, module), prior_state, "torch.export")
         tmp = _temporary(out)
         try:
             save_program(program, tmp, meta, prior_arrays)

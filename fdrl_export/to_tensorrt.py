@@ -35,7 +35,7 @@ def parse_batch_profile(text: str) -> tuple[int, int, int]:
     if len(values) == 1:
         values *= 3
     if len(values) != 3 or not all(v > 0 for v in values) or not values[0] <= values[1] <= values[2]:
-        raise ExportError(f"--batch {text!r}: need three positive integers with MIN <= OPT <= MAX, e.g. 1:64:256")
+        raise ExportError(f"--batch {text!r}: expected MIN:OPT:MAX, three positive integers with MIN <= OPT <= MAX, e.g. 1:64:256")
     return values[0], values[1], values[2]
 
 
