@@ -1,0 +1,174 @@
+"""fdrl-infer: torch-free, backends agree, invariant to batching and sharding, resumable."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, assert_user_error, run_cli
+from helpers import random_checkpoint
+from fdrl_export.export import ExportOptions, export
+from fdrl_runtime.outputs import read_samples
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("art")
+    out = {}
+    for name, ck in [("toy", random_checkpoint("mlp", flow_steps=40, refine_steps=10, eta=0.2)),
+                     ("mnist", random_checkpoint("resnet28", "LR", "KL", sn=True, flow_steps=12, refine_steps=3, eta=2.0))]:
+        torch.save(ck, d / f"{name}.pt")
+        for ext in ("onnx", "pt2"):
+            export(d / f"{name}.pt", d / f"{name}.{ext}", ExportOptions(check=False))
+            out[f"{name}.{ext}"] = str(d / f"{name}.{ext}")
+    return out
+
+
+def infer(engine, out, *args):
+    return run_cli("fdrl_runtime.cli", "--engine", engine, "--out", str(out), "--quiet", *args)
+
+
+def rel_l2(a, b):
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    return np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_runtime_runs_where_torch_cannot_be_imported(artifacts, tmp_path):
+    code = ("import sys; sys.modules['torch'] = None\n"  # any 'import torch' now raises ImportError
+            "from fdrl_runtime.cli import main\n"
+            f"main(['--engine', {artifacts['toy.onnx']!r}, '-n', '300', '--out', {str(tmp_path / 'o')!r}, '--quiet'])")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT))
+    assert p.returncode == 0, p.stderr
+    ids, x = read_samples(tmp_path / "o")
+    assert x.shape == (300, 2) and np.isfinite(x).all()
+    probe = subprocess.run([sys.executable, "-c", "import fdrl_runtime.cli, fdrl_runtime.backends.onnxruntime, sys; "
+                            "print('torch' in sys.modules)"], capture_output=True, text=True, cwd=str(ROOT))
+    assert probe.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("model, fmt", [("toy", "npz"), ("mnist", "npz")])
+def test_onnxruntime_and_torch_backends_agree(artifacts, tmp_path, model, fmt):
+    a = infer(artifacts[f"{model}.onnx"], tmp_path / "a", "-n", "64", "--format", fmt, "--seed", "5")
+    b = infer(artifacts[f"{model}.pt2"], tmp_path / "b", "-n", "64", "--format", fmt, "--seed", "5")
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+    (_, xa), (_, xb) = read_samples(tmp_path / "a"), read_samples(tmp_path / "b")
+    if model == "mnist":  # uint8 images: compare in pixel units
+        assert np.median(np.abs(xa.astype(int) - xb.astype(int)).reshape(64, -1).max(1)) <= 1
+    else:
+        assert np.median(rel_l2(xa, xb)) <= 1e-4
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["backend"] == "torch" and summary["count"] == 64 and summary["samples_per_second"] > 0
+
+
+def test_same_seed_same_samples_at_any_batch_size_and_shard_count(artifacts, tmp_path):
+    e = artifacts["toy.onnx"]
+    assert infer(e, tmp_path / "one", "-n", "500", "--batch", "512", "--shard-size", "100").returncode == 0
+    assert infer(e, tmp_path / "small", "-n", "500", "--batch", "7", "--shard-size", "100").returncode == 0
+    for i in range(3):
+        assert infer(e, tmp_path / "sharded", "-n", "500", "--batch", "64", "--shard-size", "100",
+                     "--shard", f"{i}/3").returncode == 0
+    assert infer(e, tmp_path / "other", "-n", "500", "--seed", "1", "--shard-size", "100").returncode == 0
+    ids1, x1 = read_samples(tmp_path / "one")
+    for other in ("small", "sharded"):
+        ids, x = read_samples(tmp_path / other)
+        assert (ids == ids1).all() and np.median(rel_l2(x, x1)) <= 1e-5
+    _, xo = read_samples(tmp_path / "other")
+    assert np.median(rel_l2(xo, x1)) > 1e-2  # a different seed, different samples
+    assert sorted(p.name for p in (tmp_path / "sharded").glob("summary*")) == [f"summary_{i}of3.json" for i in range(3)]
+
+
+def test_interrupted_run_is_completed_by_the_same_command(artifacts, tmp_path):
+    e, out = artifacts["mnist.onnx"], tmp_path / "run"
+    args = ["-n", "96", "--batch", "8", "--shard-size", "32", "--format", "both"]
+    assert infer(e, tmp_path / "ref", *args).returncode == 0
+    cmd = [sys.executable, "-m", "fdrl_runtime.cli", "--engine", e, "--out", str(out), "--quiet", *args]
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "shards" / "00000.npz").exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name]
+    assert not leftovers, leftovers
+    done = sorted(p.name for p in (out / "shards").glob("*.npz"))
+    assert 1 <= len(done) < 3, done
+    first_mtime = (out / "shards" / "00000.npz").stat().st_mtime_ns
+    again = infer(e, out, *args)
+    assert again.returncode == 0, again.stderr
+    assert (out / "shards" / "00000.npz").stat().st_mtime_ns == first_mtime  # kept, not redone
+    (ia, xa), (ib, xb) = read_samples(out), read_samples(tmp_path / "ref")
+    assert (ia == ib).all() and (xa == xb).all()
+    assert len(list((out / "png").glob("*.png"))) == 96
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shards_kept"] == len(done)
+    again = infer(e, out, *args, "--overwrite")
+    assert again.returncode == 0 and json.loads((out / "summary.json").read_text())["shards_kept"] == 0
+
+
+def test_init_starts_from_given_samples(artifacts, tmp_path):
+    x0 = np.random.default_rng(0).standard_normal((50, 2)).astype(np.float32) + 3
+    np.savez(tmp_path / "init.npz", x=x0)
+    assert infer(artifacts["toy.onnx"], tmp_path / "o", "--init", str(tmp_path / "init.npz"), "--steps", "1").returncode == 0
+    ids, x = read_samples(tmp_path / "o")
+    assert len(ids) == 50 and np.abs(x - x0).max() < 0.5  # one small step from where they started
+    bad = np.zeros((5, 3), np.float32)
+    np.savez(tmp_path / "bad.npz", x=bad)
+    assert_user_error(infer(artifacts["toy.onnx"], tmp_path / "o2", "--init", str(tmp_path / "bad.npz")), "shape")
+    assert not (tmp_path / "o2").exists()
+
+
+def test_memory_does_not_grow_with_n(artifacts, tmp_path):
+    code = ("import resource, sys\nfrom fdrl_runtime.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    rss = {}
+    for n in (1000, 10000):
+        p = subprocess.run([sys.executable, "-c", code, "--engine", artifacts["toy.onnx"], "-n", str(n), "--out",
+                            str(tmp_path / str(n)), "--quiet", "--steps", "5"], capture_output=True, text=True, cwd=str(ROOT))
+        rss[n] = int(p.stdout.strip().splitlines()[-1])
+    assert rss[10000] <= 1.1 * rss[1000], rss
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-n", "0"], "-n 0"),
+    (["-n", "5", "--batch", "-1"], "--batch -1"),
+    (["-n", "5", "--shard", "3/2"], "--shard"),
+    (["-n", "5", "--format", "gif"], "--format"),
+    (["-n", "5", "--device", "cuda"], "cuda"),
+    (["-n", "5", "--backend", "tensorrt"], "tensorrt"),
+    (["-n", "5", "--backend", "tpu"], "unknown backend"),
+])
+def test_bad_options(artifacts, tmp_path, args, fragment):
+    assert_user_error(infer(artifacts["toy.onnx"], tmp_path / "o", *args), fragment)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_artifacts(artifacts, tmp_path):
+    missing = infer(str(tmp_path / "nope.onnx"), tmp_path / "o", "-n", "3")
+    assert_user_error(missing, "does not exist")
+    data = open(artifacts["toy.onnx"], "rb").read()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 3])
+    assert_user_error(infer(str(tmp_path / "cut.onnx"), tmp_path / "o", "-n", "3"), "not a readable ONNX")
+    import onnx
+    m = onnx.load(artifacts["toy.onnx"])
+    meta = json.loads(m.metadata_props[0].value)
+    meta["format_version"] = 99
+    m.metadata_props[0].value = json.dumps(meta)
+    onnx.save(m, str(tmp_path / "new.onnx"))
+    assert_user_error(infer(str(tmp_path / "new.onnx"), tmp_path / "o", "-n", "3"), "upgrade")
+    del m.metadata_props[:]
+    onnx.save(m, str(tmp_path / "plain.onnx"))
+    assert_user_error(infer(str(tmp_path / "plain.onnx"), tmp_path / "o", "-n", "3"), "not an fdrl artifact")
+    (tmp_path / "e.plan").write_bytes(b"engine")
+    assert_user_error(infer(str(tmp_path / "e.plan"), tmp_path / "o", "-n", "3"), "metadata file")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unwritable_out(artifacts, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    assert_user_error(infer(artifacts["toy.onnx"], tmp_path / "a_file" / "o", "-n", "3"), "cannot write")
