@@ -35,6 +35,14 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
+def checkpoint_dict(cfg: dict, model_state: dict, ema_state: dict | None, prior_state: dict | None,
+                    sample_shape, value_range, step: int, **extra) -> dict:
+    """A checkpoint in this project's format; `extra` adds optim, scheduler, rng, source."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg, "step": int(step),
+            "model": model_state, "ema": ema_state, "prior": prior_state, "sample_shape": list(sample_shape),
+            "value_range": None if value_range is None else list(value_range), **extra}
+
+
 def read_torch_file(path: str | os.PathLike, what: str = "checkpoint"):
     path = Path(path)
     if not path.exists():

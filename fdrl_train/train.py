@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save
+from .checkpoint import atomic_torch_save, checkpoint_dict
 from .config import dump_config
 from .datasets import Dataset, load_dataset
 from .drift import DriftGraph
@@ -118,15 +118,11 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------------------------
     def state(self) -> dict:
-        return {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "config": self.cfg, "step": self.step,
-            "model": self.model.state_dict(), "ema": self.ema, "optim": self.optim.state_dict(),
-            "scheduler": {"base_lr": self.cfg["lr"], "milestones": list(self.cfg["lr_milestones"]),
-                          "gamma": self.cfg["lr_gamma"]},
-            "prior": self.prior.state(), "rng": {"torch": self.gen.get_state()},
-            "sample_shape": list(self.shape), "value_range": self.data.value_range and list(self.data.value_range),
-            "source": {"kind": "fdrl-train"},
-        }
+        return checkpoint_dict(
+            self.cfg, self.model.state_dict(), self.ema, self.prior.state(), self.shape, self.data.value_range,
+            self.step, optim=self.optim.state_dict(),
+            scheduler={"base_lr": self.cfg["lr"], "milestones": list(self.cfg["lr_milestones"]), "gamma": self.cfg["lr_gamma"]},
+            rng={"torch": self.gen.get_state()}, source={"kind": "fdrl-train"})
 
     def save(self) -> None:
         state = self.state()

@@ -1,7 +1,7 @@
 """Small checkpoints built from random weights, in this project's format."""
 import torch
 
-from fdrl_train.checkpoint import FORMAT, FORMAT_VERSION
+from fdrl_train.checkpoint import checkpoint_dict
 from fdrl_train.config import validate
 from fdrl_train.models import build_model
 
@@ -31,6 +31,5 @@ def random_checkpoint(model="mlp", loss="LSIF", divergence="Pearson", sn=False, 
     if prior is None:
         prior = ({"kind": "up", "shape": list(shape), "clamp": True} if image
                  else {"kind": "normal", "shape": list(shape), "clamp": False, "std": 1.0})
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg, "step": 7,
-            "model": m.state_dict(), "ema": ema, "prior": prior, "sample_shape": list(shape),
-            "value_range": [-1.0, 1.0] if image else None, "source": {"kind": "test"}}
+    return checkpoint_dict(cfg, m.state_dict(), ema, prior, shape, (-1.0, 1.0) if image else None, 7,
+                           source={"kind": "test"})

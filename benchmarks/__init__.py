@@ -1,0 +1,1 @@
+"""fdrl-bench and the reference-style loops it measures against."""

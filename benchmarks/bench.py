@@ -1,0 +1,343 @@
+"""`fdrl-bench`: flow-step latency and sampling throughput, side by side, against the
+machine's matrix-multiply peak; `fdrl-bench --train CONFIG` times training steps.
+
+Every row runs the same model, batch and number of steps; rows are measured in one
+process, interleaved (A B C A B C ...) after a warm-up, so a noisy machine slows all of
+them alike. Rows: the reference-style eager loop (reference_loop.py), fdrl-train's flow
+(its traced drift graph, eager and torch.compile'd), and the runtime's backends on the
+exported artifact.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+
+ROW_KINDS = ("eager", "graph", "compile", "onnxruntime", "torch", "tensorrt")
+
+
+class BenchError(ValueError):
+    pass
+
+
+@dataclass
+class Row:
+    name: str
+    batch: int
+    precision: str = "fp32"
+    seconds: list[float] = field(default_factory=list)  # per call of `steps` flow steps
+    peak_rss_mb: float = 0.0
+
+    def step_ms(self, steps: int) -> tuple[float, float, float]:
+        t = np.array(self.seconds) / steps * 1e3
+        return float(np.median(t)), float(t.min()), float(t.max())
+
+
+def matmul_peak_gflops(seconds: float = 1.0) -> float:
+    """fp32 GEMM throughput on this machine now (torch if installed, else numpy's BLAS)."""
+    n = 2048
+    try:
+        import torch
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        mm = torch.mm
+    except ImportError:
+        a, b = np.random.randn(n, n).astype(np.float32), np.random.randn(n, n).astype(np.float32)
+        mm = np.matmul
+    mm(a, b)
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        mm(a, b)
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --- the runners: each returns a callable that runs `steps` flow steps on one batch ----------
+
+def runtime_runner(artifact_path, backend: str, precision: str, device: str, batch: int, steps: int, threads: int):
+    from fdrl_runtime.artifact import load_artifact
+    from fdrl_runtime.backends import backend_class
+    from fdrl_runtime.loop import sample_batch
+    art = load_artifact(artifact_path)
+    be = backend_class(backend)(art, device=device, precision=precision, threads=threads)
+    ids = np.arange(batch, dtype=np.int64)
+    state = {"seed": 0}
+
+    def run():
+        state["seed"] += 1
+        sample_batch(be, art, ids, state["seed"], steps)
+    return run, be
+
+
+def torch_runners(ckpt: dict, kinds, batch: int, steps: int, weights: str = "ema"):
+    """eager (reference-style), graph (fdrl-train's flow) and compile (the same, fused)."""
+    import torch
+    from fdrl_export.graph import estimator_from_checkpoint
+    from fdrl_train.drift import DriftGraph
+    from fdrl_train.flow import GraphFlow
+    from fdrl_train.losses import get_pairing
+    from fdrl_train.priors import prior_from_state
+    from .reference_loop import reference_flow
+    est = estimator_from_checkpoint(ckpt, weights if ckpt.get("ema") is not None else "raw")
+    cfg = est.cfg
+    prior = prior_from_state(ckpt["prior"]) if ckpt.get("prior") else None
+    g = torch.Generator().manual_seed(0)
+
+    def x0():
+        if prior is not None:
+            return prior.sample(batch, g)
+        return torch.rand((batch,) + est.sample_shape, generator=g) * 2 - 1
+
+    runners = {}
+    if "eager" in kinds:
+        model = est.model.train()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        runners["eager"] = lambda: reference_flow(model, x0(), steps, cfg["eta"], cfg["noise"], cfg["divergence"])
+    _, divergence = get_pairing(cfg["loss"], cfg["divergence"])
+    for kind in ("graph", "compile"):
+        if kind in kinds:
+            graph = DriftGraph(est.twin(), divergence, est.sample_shape)
+            flow = GraphFlow(graph, cfg["eta"], cfg["noise"], compile=kind == "compile")
+            w = graph.weights(est.params)
+            runners[kind] = (lambda f=flow, w=w: f(w, x0(), steps, g))
+    return runners
+
+
+def interleave(runners: dict, rows: dict[str, Row], repeats: int, warmup: int = 1) -> None:
+    for name, run in runners.items():  # warm-up: compile, capture, allocate
+        for _ in range(warmup):
+            run()
+        rows[name].peak_rss_mb = _rss_mb()
+    for _ in range(repeats):
+        for name, run in runners.items():
+            # One untimed call first: on these VMs a call right after another row's work
+            # ran up to 1.7x slower (clock and cache state, NOTES.md), whichever row it was.
+            run()
+            t0 = time.perf_counter()
+            run()
+            rows[name].seconds.append(time.perf_counter() - t0)
+
+
+def markdown(rows: list[Row], steps: int, total_steps: int, flops: int | None, peak: float, baseline: str | None) -> str:
+    head = ("| row | batch | step ms (median) | min | max | samples/s (K+κ steps) | GFLOP/s | of peak | vs eager | peak RSS MB |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    base = {r.batch: r.step_ms(steps)[0] for r in rows if r.name == baseline}
+    lines = [head]
+    for r in rows:
+        med, lo, hi = r.step_ms(steps)
+        sps = r.batch / (med / 1e3 * total_steps)
+        gf = flops * r.batch / (med / 1e3) / 1e9 if flops else None
+        ratio = base[r.batch] / med if r.batch in base else None
+        lines.append(f"| {r.name} | {r.batch} | {med:.3f} | {lo:.3f} | {hi:.3f} | {sps:,.1f} | "
+                     + (f"{gf:.1f} | {100 * gf / peak:.0f}% | " if gf else "– | – | ")
+                     + (f"{ratio:.2f}× | " if ratio else "– | ") + f"{r.peak_rss_mb:.0f} |")
+    return "\n".join(lines)
+
+
+def parse_list(text: str, what: str, cast=str):
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        values = [cast(t) for t in items]
+    except ValueError:
+        raise BenchError(f"--{what} {text!r}: expected a comma-separated list") from None
+    if not values:
+        raise BenchError(f"--{what} is empty")
+    return values
+
+
+def random_checkpoint(model: str, seed: int = 0) -> dict:
+    """Random weights in the paper's architecture for `model`, at its dataset's shape."""
+    import torch
+    from fdrl_train.checkpoint import checkpoint_dict
+    from fdrl_train.config import load_config
+    from fdrl_train.models import build_model
+    preset = {"mlp": "swissroll", "resnet8": "digits", "resnet28": "mnist", "resnet32": "cifar10",
+              "resnet64": "celeba", "resnet64_shallow": "cat2dog", "resnet128": "lsun_church"}
+    if model not in preset:
+        raise BenchError(f"--model {model!r}: use one of {', '.join(preset)}")
+    cfg = load_config(preset[model])
+    shape = {"mlp": (2,), "resnet8": (1, 8, 8), "resnet28": (1, 28, 28), "resnet32": (3, 32, 32),
+             "resnet64": (3, 64, 64), "resnet64_shallow": (3, 64, 64), "resnet128": (3, 128, 128)}[model]
+    torch.manual_seed(seed)
+    m = build_model(cfg, shape)
+    image = len(shape) == 3
+    prior = ({"kind": "up", "shape": list(shape), "clamp": True} if image
+             else {"kind": "normal", "shape": list(shape), "clamp": False, "std": 1.0})
+    return checkpoint_dict(cfg, m.state_dict(), m.state_dict(), prior, shape, (-1.0, 1.0) if image else None, 0,
+                           source={"kind": "random"})
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("target", required=False)
+@click.option("--model", "model", help="Bench random weights of this architecture (mlp, resnet28, resnet32, ...).")
+@click.option("--backends", default="eager,graph,compile,onnxruntime,torch", show_default=True,
+              help=f"Rows, comma-separated: {', '.join(ROW_KINDS)}.")
+@click.option("--batch", "batches", default="", help="Batch sizes, e.g. 1,16,64 (default: 1024 for points, 16 for images).")
+@click.option("--precision", "precisions", default="fp32", show_default=True, help="Runtime precisions, comma-separated.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--steps", type=int, default=20, show_default=True, help="Flow steps per timed call.")
+@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--threads", type=int, default=0, help="CPU workers for the runtime (default: its own choice).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the rows as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG: samples/s against batch size per row.")
+@click.option("--train", "train_config", help="Time training steps of this config against the reference loop.")
+@click.option("--set", "overrides", multiple=True, help="With --train: config overrides key=value.")
+def main(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path,
+         train_config, overrides):
+    """Benchmark an artifact (ARTIFACT), a checkpoint (CKPT) or random weights (--model)."""
+    try:
+        if train_config:
+            return bench_training(train_config, overrides, repeats)
+        run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path)
+    except BenchError as e:
+        click.echo(f"fdrl-bench: error: {e}", err=True)
+        sys.exit(2)
+    except Exception as e:  # the project's own user errors all carry a one-line message
+        from fdrl_runtime.artifact import ArtifactError
+        from fdrl_runtime.backends import BackendError
+        from fdrl_train.checkpoint import CheckpointError
+        if isinstance(e, (ArtifactError, BackendError, CheckpointError)):
+            click.echo(f"fdrl-bench: error: {e}", err=True)
+            sys.exit(2)
+        raise
+
+
+def run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path):
+    kinds = parse_list(backends, "backends")
+    unknown = [k for k in kinds if k not in ROW_KINDS]
+    if unknown:
+        raise BenchError(f"unknown backend '{unknown[0]}'; use {', '.join(ROW_KINDS)}")
+    precs = parse_list(precisions, "precision")
+    if steps <= 0 or repeats <= 0:
+        raise BenchError("--steps and --repeats must be positive")
+    if bool(target) == bool(model):
+        raise BenchError("give an ARTIFACT or CKPT, or --model NAME (one of them)")
+    tmp = tempfile.TemporaryDirectory()
+    ckpt, artifacts = None, {}
+    if model or Path(target).suffix == ".pt":
+        import torch
+        from fdrl_export.export import ExportOptions, export
+        if model:
+            ckpt = random_checkpoint(model)
+            src = Path(tmp.name) / "random.pt"
+            torch.save(ckpt, src)
+        else:
+            from fdrl_train.checkpoint import load_checkpoint
+            src, ckpt = Path(target), load_checkpoint(target)
+        for kind, ext in (("onnxruntime", "onnx"), ("torch", "pt2")):
+            if kind in kinds:
+                artifacts[kind] = Path(tmp.name) / f"model.{ext}"
+                export(src, artifacts[kind], ExportOptions(check=False))
+    else:
+        from fdrl_runtime.artifact import load_artifact
+        from fdrl_runtime.backends import FOR_KIND
+        art = load_artifact(target, with_payload=False)
+        artifacts[FOR_KIND[art.kind]] = Path(target)
+        missing = [k for k in kinds if k in ("eager", "graph", "compile")]
+        if missing:
+            click.echo(f"fdrl-bench: rows {', '.join(missing)} need the checkpoint; benching the artifact only", err=True)
+        kinds = [k for k in kinds if k in artifacts]
+    from fdrl_runtime.artifact import load_artifact
+    meta = load_artifact(next(iter(artifacts.values())), with_payload=False).meta if artifacts else None
+    shape = tuple(meta["sample_shape"]) if meta else tuple(ckpt["sample_shape"])
+    batch_list = parse_list(batches, "batch", int) if batches else [16 if len(shape) == 3 else 1024]
+    if any(b <= 0 for b in batch_list):
+        raise BenchError("--batch sizes must be positive")
+    flops = meta.get("flops_per_sample") if meta else None
+    total = (meta["flow_steps"] + meta["refine_steps"]) if meta else ckpt["config"]["flow_steps"] + ckpt["config"]["refine_steps"]
+    peak = matmul_peak_gflops()
+    rows: list[Row] = []
+    for b in batch_list:
+        runners, row_map, closers = {}, {}, []
+        if ckpt is not None:
+            for name, run in torch_runners(ckpt, kinds, b, steps).items():
+                runners[name] = run
+        for kind in ("onnxruntime", "torch", "tensorrt"):
+            if kind in kinds and kind in artifacts:
+                for prec in precs:
+                    try:
+                        run, be = runtime_runner(artifacts[kind], kind, prec, device, b, steps, threads)
+                    except Exception as e:
+                        from fdrl_runtime.backends import BackendError
+                        if isinstance(e, BackendError):
+                            click.echo(f"fdrl-bench: skipping {kind} {prec}: {e}", err=True)
+                            continue
+                        raise
+                    label = f"runtime {kind}" + (f" {prec}" if prec != "fp32" else "")
+                    runners[label] = run
+                    closers.append(be)
+        for name in runners:
+            row_map[name] = Row(name, b, "fp32")
+        interleave(runners, row_map, repeats)
+        rows.extend(row_map.values())
+        for be in closers:
+            be.close()
+    base = "eager" if any(r.name == "eager" for r in rows) else None
+    click.echo(f"machine: fp32 matmul peak {peak:.0f} GFLOP/s; model {shape}, {flops or '?'} FLOP per sample-step; "
+               f"{steps} steps per call, {repeats} repeats; samples/s for {total} steps")
+    click.echo(markdown(rows, steps, total, flops, peak, base))
+    fastest = min(rows, key=lambda r: r.step_ms(steps)[0] / r.batch)
+    click.echo(f"\nfastest per sample: {fastest.name} at batch {fastest.batch}")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"peak_gflops": peak, "flops_per_sample": flops, "steps": steps,
+                                               "rows": [asdict(r) for r in rows]}, indent=2))
+    if plot_path:
+        _plot(rows, steps, total, plot_path)
+    tmp.cleanup()
+
+
+def _plot(rows, steps, total, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise BenchError("--plot needs matplotlib: pip install 'fdrl[eval]'") from None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(r.name for r in rows):
+        pts = sorted((r.batch, r.batch / (r.step_ms(steps)[0] / 1e3 * total)) for r in rows if r.name == name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("batch"), ax.set_ylabel("samples/s")
+    ax.legend(), fig.tight_layout(), fig.savefig(path, dpi=120)
+
+
+def bench_training(config: str, overrides, repeats: int) -> None:
+    """Training steps/s of fdrl-train against the reference-style training step."""
+    import torch
+    from fdrl_train.config import load_config
+    from fdrl_train.train import Trainer
+    from .reference_loop import ReferenceTrainStep
+    cfg = load_config(config, list(overrides))
+    cfg["sample_every"] = 0
+    trainer = Trainer(cfg, None, quiet=True)
+    torch.manual_seed(cfg["seed"])
+    from fdrl_train.models import build_model
+    ref_model = build_model(cfg, trainer.shape)
+    ref_model.load_state_dict(trainer.model.state_dict())
+    g = torch.Generator().manual_seed(1)
+    ref = ReferenceTrainStep(ref_model, lambda b: trainer.data.sample(b, g), lambda b: trainer.prior.sample(b, g), cfg)
+    rows = {"reference-style": Row("reference-style", cfg["batch_size"]), "fdrl-train": Row("fdrl-train", cfg["batch_size"])}
+    interleave({"reference-style": ref, "fdrl-train": trainer.train_step}, rows, repeats, warmup=2)
+    ref_s = float(np.median(rows["reference-style"].seconds))
+    click.echo(f"training steps: {cfg['dataset']} {cfg['model']} batch {cfg['batch_size']} K={cfg['flow_steps']} "
+               f"compile_flow={cfg['compile_flow']}, {repeats} interleaved repeats")
+    click.echo("| loop | steps/s (median) | s/step min | s/step max | vs reference |\n| --- | ---: | ---: | ---: | ---: |")
+    for r in rows.values():
+        med = float(np.median(r.seconds))
+        click.echo(f"| {r.name} | {1 / med:.3f} | {min(r.seconds):.4f} | {max(r.seconds):.4f} | {ref_s / med:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
