@@ -80,6 +80,7 @@ SCHEMA: dict[str, Key] = {
     "log_every": Key(10, int, _positive, "a positive integer"),
     "grid_size": Key(64, int, _positive, "a positive integer"),
     "compile_flow": Key(False, bool),
+    "flow_workers": Key(0, int, _non_negative, "an integer >= 0; 0 = one per core for image models, 1 for points"),
     "threads": Key(0, int, _non_negative, "an integer >= 0; 0 keeps torch's default"),
 }
 

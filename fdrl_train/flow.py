@@ -22,24 +22,52 @@ class GraphFlow:
     """The training-time flow over a DriftGraph: no autograd tape, no gradient to theta.
 
     Steps run in chunks of `chunk`; each chunk's noise is drawn at once from the caller's
-    generator, so compiled and plain runs see the same numbers. With `compile=True` a
-    chunk is one torch.compile'd call: on small models per-op overhead is what costs
-    (shared/DESIGN.md §5), and fusing a chunk removes most of it.
+    generator, so every configuration below sees the same numbers.
+    - compile: a chunk is one torch.compile'd call. On small models per-op overhead is
+      what costs (shared/DESIGN.md §5) and fusing a chunk removes most of it.
+    - workers: the batch is split across this many threads, each running torch on one
+      core; for convolutions on a few cores that beats one batch on all of them
+      (MNIST ResNet, batch 64, 2 cores: see benchmarks/NOTES.md).
+    - channels_last: NHWC activations and weights, oneDNN's preferred layout on CPU.
     """
 
-    def __init__(self, graph: DriftGraph, eta: float, nu: float, compile: bool = False, chunk: int = 10):
+    def __init__(self, graph: DriftGraph, eta: float, nu: float, compile: bool = False, chunk: int = 10,
+                 workers: int = 1, channels_last: bool = False):
         self.graph, self.eta, self.nu, self.chunk = graph, float(eta), float(nu), chunk
+        self.workers, self.channels_last = max(1, workers), channels_last
         self._run_chunk = torch.compile(self._chunk, dynamic=False) if compile else self._chunk
+        self._pool = None
 
     def _chunk(self, weights, x, xi):
         return flow(lambda x_: self.graph(weights, x_)[0], x, xi.shape[0], self.eta, self.nu, lambda k: xi[k])
 
+    def _parallel_chunk(self, weights, x, xi):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(self.workers - 1)
+        xs, xis = x.tensor_split(self.workers), xi.tensor_split(self.workers, dim=1)
+        futures = [self._pool.submit(self._run_chunk, weights, a, b) for a, b in zip(xs[1:], xis[1:])]
+        first = self._run_chunk(weights, xs[0], xis[0])
+        return torch.cat([first] + [f.result() for f in futures])
+
     @torch.no_grad()
     def __call__(self, weights: list[torch.Tensor], x: torch.Tensor, steps: int, g: torch.Generator):
-        done = 0
-        while done < steps:
-            n = min(self.chunk, steps - done)
-            xi = torch.randn((n,) + tuple(x.shape), generator=g, dtype=x.dtype)
-            x = self._run_chunk(weights, x, xi)
-            done += n
-        return x
+        layout = torch.channels_last if self.channels_last and x.dim() == 4 else None
+        if layout is not None:
+            weights = [w.contiguous(memory_format=layout) if w.dim() == 4 else w for w in weights]
+            x = x.contiguous(memory_format=layout)
+        parallel = self.workers > 1 and x.shape[0] >= 2 * self.workers
+        threads = torch.get_num_threads()
+        if parallel:
+            torch.set_num_threads(1)
+        try:
+            done = 0
+            while done < steps:
+                n = min(self.chunk, steps - done)
+                xi = torch.randn((n,) + tuple(x.shape), generator=g, dtype=x.dtype)
+                x = (self._parallel_chunk if parallel else self._run_chunk)(weights, x, xi)
+                done += n
+        finally:
+            if parallel:
+                torch.set_num_threads(threads)
+        return x.contiguous()

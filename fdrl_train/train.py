@@ -39,6 +39,13 @@ def make_prior(cfg: dict, data: Dataset) -> Prior:
     return GaussianPrior.fit(data.batches(), shape, clamp=bounded)
 
 
+def make_flow(graph: DriftGraph, cfg: dict, image: bool) -> GraphFlow:
+    """The flow as configured; image models get NHWC and one worker per core (NOTES.md)."""
+    workers = cfg["flow_workers"] or (torch.get_num_threads() if image and not cfg["compile_flow"] else 1)
+    return GraphFlow(graph, cfg["eta"], cfg["noise"], compile=cfg["compile_flow"], workers=workers,
+                     channels_last=image)
+
+
 def lr_at(cfg: dict, step: int) -> float:
     """Learning rate for 0-based step `step`: lr * gamma^(milestones <= step)."""
     return cfg["lr"] * cfg["lr_gamma"] ** sum(1 for m in cfg["lr_milestones"] if m <= step)
@@ -63,7 +70,7 @@ class Trainer:
         self.step = 0
         self.gen = torch.Generator().manual_seed(cfg["seed"])
         self.drift = DriftGraph(plain_twin(cfg, self.shape), self.divergence, self.shape)
-        self.flow = GraphFlow(self.drift, cfg["eta"], cfg["noise"], compile=cfg["compile_flow"])
+        self.flow = make_flow(self.drift, cfg, image=len(self.shape) == 3)
 
     # --- one step of Algorithm 1 -------------------------------------------------------
     def current_weights(self, state: dict | None = None) -> list[torch.Tensor]:
