@@ -29,7 +29,10 @@ def prior_meta(prior_state: dict | None) -> tuple[dict, dict[str, np.ndarray]]:
         meta["std"] = float(prior_state["std"])
     elif kind == "ddp":
         arrays = {"mean": prior_state["mean"].float().numpy(), "factor": prior_state["factor"].float().numpy()}
+        if prior_state.get("diag") is not None:
+            arrays["diag"] = prior_state["diag"].float().numpy()
         meta["rank"] = int(arrays["factor"].shape[1])
+        meta["covariance"] = "low rank + diagonal" if "diag" in arrays else "full"
     return meta, arrays
 
 

@@ -25,10 +25,14 @@ def draw_prior(artifact: Artifact, draws: Draws, xp, as_array) -> object:
         x = 2.0 * draws.uniform(PRIOR_STEP, d) - 1.0
     elif kind == "ddp":
         mean, factor = artifact.prior_arrays.get("mean"), artifact.prior_arrays.get("factor")
+        diag = artifact.prior_arrays.get("diag")  # low-rank priors: std of the diagonal rest
         if mean is None or factor is None:
             raise ArtifactError(f"{artifact.path}: the DDP prior's mean or factor is missing; export again")
-        z = draws.normal(PRIOR_STEP, factor.shape[1])
-        x = as_array(mean.astype(np.float32))[None] + z @ as_array(factor.astype(np.float32)).T
+        k = factor.shape[1]
+        z = draws.normal(PRIOR_STEP, k + (0 if diag is None else d))
+        x = as_array(mean.astype(np.float32))[None] + z[:, :k] @ as_array(factor.astype(np.float32)).T
+        if diag is not None:
+            x = x + z[:, k:] * as_array(diag.astype(np.float32))[None]
     elif kind == "input":
         raise ArtifactError("this artifact has no prior (image-to-image translation): give --init SOURCE")
     else:

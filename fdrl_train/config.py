@@ -17,7 +17,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 DATASETS = (
     "chasm", "8gaussians", "25gaussians", "swissroll", "digits", "mnist",
-    "cifar10", "celeba", "lsun_church", "cat2dog",
+    "cifar10", "celeba", "lsun_church", "cat2dog", "folder",
 )
 MODELS = ("mlp", "resnet8", "resnet28", "resnet32", "resnet64", "resnet64_shallow", "resnet128")
 LOSSES = ("LSIF", "LR", "KL")
@@ -48,6 +48,7 @@ def _unit(v): return 0 <= v < 1
 SCHEMA: dict[str, Key] = {
     "dataset": Key("swissroll", str, lambda v: v in DATASETS, "one of " + ", ".join(DATASETS)),
     "data_dir": Key(None, (str, type(None)), None, "a folder path"),
+    "img_size": Key(64, int, _positive, "a positive integer (dataset 'folder' only)"),
     "model": Key("mlp", str, lambda v: v in MODELS, "one of " + ", ".join(MODELS)),
     "hidden_dim": Key(64, int, _positive, "a positive integer"),
     "n_hidden_layers": Key(3, int, _non_negative, "an integer >= 0"),
@@ -57,6 +58,8 @@ SCHEMA: dict[str, Key] = {
     "divergence": Key("Pearson", str, lambda v: v in DIVERGENCES, "one of " + ", ".join(DIVERGENCES)),
     "prior": Key("normal", str, lambda v: v in PRIORS, "one of " + ", ".join(PRIORS)),
     "prior_std": Key(1.0, float, _positive, "a positive number"),
+    "prior_rank": Key(-1, int, lambda v: v >= -1, "-1 (full covariance up to 64x64x3, rank 256 above), "
+                      "0 (full) or a rank k > 0 (low rank plus diagonal)"),
     "steps": Key(1000, int, _positive, "a positive integer"),
     "batch_size": Key(256, int, _positive, "a positive integer"),
     "lr": Key(1e-4, float, _positive, "a positive number"),
@@ -82,6 +85,9 @@ SCHEMA: dict[str, Key] = {
     "compile_flow": Key(False, bool),
     "flow_workers": Key(0, int, _non_negative, "an integer >= 0; 0 = one per core for image models, 1 for points"),
     "threads": Key(0, int, _non_negative, "an integer >= 0; 0 keeps torch's default"),
+    "device": Key("cpu", str, lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
+                  "auto, cpu, cuda or cuda:N (under torchrun each rank takes cuda:LOCAL_RANK)"),
+    "amp": Key("none", str, lambda v: v in ("none", "bf16"), "none or bf16 (autocast; GPU only)"),
 }
 
 

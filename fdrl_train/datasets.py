@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 SPLIT_SEED = 20240301
-IMAGE_DATASETS = ("cifar10", "celeba", "lsun_church", "cat2dog")
+IMAGE_DATASETS = ("cifar10", "celeba", "lsun_church", "cat2dog", "folder")
 
 
 class DatasetError(ValueError):
@@ -133,6 +133,6 @@ def load_dataset(cfg: dict) -> Dataset:
     if name == "mnist":
         return load_mnist_dataset(cfg["test_fraction"])
     if name in IMAGE_DATASETS:
-        raise DatasetError(f"dataset '{name}' is read from a local folder (config key data_dir); "
-                           "its loader is not in this version yet: use digits or mnist")
+        from .image_datasets import load_image_dataset
+        return load_image_dataset(cfg)
     raise DatasetError(f"unknown dataset '{name}'")

@@ -51,7 +51,10 @@ class GraphFlow:
         return torch.cat([first] + [f.result() for f in futures])
 
     @torch.no_grad()
-    def __call__(self, weights: list[torch.Tensor], x: torch.Tensor, steps: int, g: torch.Generator):
+    def __call__(self, weights: list[torch.Tensor], x: torch.Tensor, steps: int, g: torch.Generator,
+                 rows: slice | None = None, total: int | None = None):
+        """`steps` steps from x. With rows/total, x holds rows `rows` of a batch of `total`
+        and takes those rows of that batch's noise (distributed training, distributed.py)."""
         layout = torch.channels_last if self.channels_last and x.dim() == 4 else None
         if layout is not None:
             weights = [w.contiguous(memory_format=layout) if w.dim() == 4 else w for w in weights]
@@ -64,7 +67,11 @@ class GraphFlow:
             done = 0
             while done < steps:
                 n = min(self.chunk, steps - done)
-                xi = torch.randn((n,) + tuple(x.shape), generator=g, dtype=x.dtype)
+                if rows is None:
+                    xi = torch.randn((n,) + tuple(x.shape), generator=g)
+                else:
+                    xi = torch.randn((n, total) + tuple(x.shape[1:]), generator=g)[:, rows]
+                xi = xi.to(device=x.device, dtype=x.dtype)
                 x = (self._parallel_chunk if parallel else self._run_chunk)(weights, x, xi)
                 done += n
         finally:

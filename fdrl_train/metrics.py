@@ -25,3 +25,25 @@ def mode_coverage(x: torch.Tensor, centres: torch.Tensor, radius: float, min_cou
     near = d.min(1)
     counts = torch.bincount(near.indices[near.values < radius], minlength=len(centres))
     return int((counts >= min_count).sum())
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) of two Gaussians (numpy arrays).
+
+    Tr (S1 S2)^(1/2) = Tr (S1^(1/2) S2 S1^(1/2))^(1/2), a symmetric PSD matrix, so two
+    eigendecompositions give it without a general matrix square root."""
+    import numpy as np
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    w, v = np.linalg.eigh(s1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = root1 @ s2 @ root1
+    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (inner + inner.T)), 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
+
+
+def feature_stats(features):
+    """Mean and covariance (numpy, float64) of [N, D] features."""
+    import numpy as np
+    f = np.asarray(features, np.float64)
+    return f.mean(0), np.cov(f, rowvar=False)

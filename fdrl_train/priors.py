@@ -57,24 +57,35 @@ class UniformPrior(Prior):
 
 
 class GaussianPrior(Prior):
-    """N(mean, factor factor^T): `factor` is a Cholesky factor [d, d] or a low-rank one [d, k]."""
+    """N(mean, F F^T + diag(d^2)): F a Cholesky factor [d, d] (full covariance, d = None)
+    or a low-rank factor [d, k] plus a diagonal std d [d] (large images: O(d k) memory)."""
     kind = "ddp"
 
-    def __init__(self, shape, mean: torch.Tensor, factor: torch.Tensor, clamp: bool = True):
+    def __init__(self, shape, mean: torch.Tensor, factor: torch.Tensor, clamp: bool = True,
+                 diag: torch.Tensor | None = None):
         super().__init__(shape, clamp)
         self.mean = mean.float()
         self.factor = factor.float()
+        self.diag = None if diag is None else diag.float()
 
     def _draw(self, n, g):
-        z = torch.randn(n, self.factor.shape[1], generator=g)
-        return self.mean + z @ self.factor.T
+        k = self.factor.shape[1]
+        z = torch.randn(n, k + (0 if self.diag is None else self.mean.numel()), generator=g)
+        x = self.mean + z[:, :k] @ self.factor.T
+        return x if self.diag is None else x + z[:, k:] * self.diag
 
     def _tensors(self):
-        return {"mean": self.mean, "factor": self.factor}
+        out = {"mean": self.mean, "factor": self.factor}
+        if self.diag is not None:
+            out["diag"] = self.diag
+        return out
 
     @classmethod
-    def fit(cls, batches: Iterable[torch.Tensor], shape, clamp: bool = True) -> "GaussianPrior":
-        """Mean and covariance of the data in one streaming pass (float64 sums)."""
+    def fit(cls, batches: Iterable[torch.Tensor], shape, clamp: bool = True, rank: int = 0) -> "GaussianPrior":
+        """One streaming pass over the data. rank 0: the full covariance (float64 sums,
+        O(d^2) memory); rank k: top-k components plus the diagonal rest (O(d k))."""
+        if rank:
+            return cls._fit_low_rank(batches, shape, clamp, rank)
         d = math.prod(shape)
         n, s1, s2 = 0, torch.zeros(d, dtype=torch.float64), torch.zeros(d, d, dtype=torch.float64)
         for b in batches:
@@ -89,6 +100,44 @@ class GaussianPrior(Prior):
         cov = 0.5 * (cov + cov.T) + DDP_JITTER * torch.eye(d, dtype=torch.float64)
         return cls(shape, mean, torch.linalg.cholesky(cov), clamp)
 
+    @classmethod
+    def _fit_low_rank(cls, batches, shape, clamp, rank):
+        """Frequent Directions (Liberty 2013) on the raw rows sketches X^T X in 2k rows; the
+        mean and per-pixel second moments are summed exactly. Then the top k components of
+        X^T X / n - mean mean^T within span(sketch, mean), and the diagonal remainder."""
+        d, ell = math.prod(shape), 2 * rank
+        n, s1, sq = 0, torch.zeros(d, dtype=torch.float64), torch.zeros(d, dtype=torch.float64)
+        sketch = torch.zeros(0, d, dtype=torch.float64)
+        for b in batches:
+            b = b.reshape(b.shape[0], d).double()
+            n += b.shape[0]
+            s1 += b.sum(0)
+            sq += (b * b).sum(0)
+            sketch = torch.cat([sketch, b])
+            if sketch.shape[0] >= 2 * ell:
+                sketch = _shrink(sketch, ell)
+        if n < 2:
+            raise ValueError("fitting a DDP prior needs at least 2 samples")
+        sketch = _shrink(sketch, ell) if sketch.shape[0] > ell else sketch
+        mean = s1 / n
+        q, _ = torch.linalg.qr(torch.cat([sketch, mean[None]]).T)  # [d, <= ell + 1]
+        proj = sketch @ q
+        small = proj.T @ proj / n - torch.outer(mean @ q, mean @ q)
+        evals, evecs = torch.linalg.eigh(0.5 * (small + small.T))
+        top = evals.argsort(descending=True)[:rank]
+        lam = evals[top].clamp_min(0) * n / (n - 1)
+        u = q @ evecs[:, top]
+        var = (sq / n - mean * mean) * n / (n - 1)
+        rest = (var - (u * u) @ lam).clamp_min(0) + DDP_JITTER
+        return cls(shape, mean, u * lam.sqrt(), clamp, diag=rest.sqrt())
+
+
+def _shrink(rows: torch.Tensor, ell: int) -> torch.Tensor:
+    """Frequent Directions' shrink: keep ell rows, subtract the ell-th squared singular value."""
+    _, s, vh = torch.linalg.svd(rows, full_matrices=False)
+    s2 = (s * s - s[min(ell, len(s)) - 1] ** 2).clamp_min(0)
+    return (s2.sqrt()[:ell, None] * vh[:ell])
+
 
 def prior_from_state(state: dict) -> Prior:
     kind, shape, clamp = state["kind"], tuple(state["shape"]), bool(state["clamp"])
@@ -97,5 +146,5 @@ def prior_from_state(state: dict) -> Prior:
     if kind == "up":
         return UniformPrior(shape, clamp)
     if kind == "ddp":
-        return GaussianPrior(shape, state["mean"], state["factor"], clamp)
+        return GaussianPrior(shape, state["mean"], state["factor"], clamp, state.get("diag"))
     raise ValueError(f"unknown prior kind '{kind}'")

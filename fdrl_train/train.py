@@ -19,6 +19,7 @@ from .flow import GraphFlow
 from .losses import get_pairing
 from .models import build_model, plain_params, plain_twin
 from .pictures import picture_of, save_png
+from .distributed import all_mean, any_rank, from_main, max_weight_spread, setup
 from .priors import GaussianPrior, NormalPrior, Prior, UniformPrior, prior_from_state
 
 # Keys that fix what a run is; a resumed run may change the others (steps, logging...).
@@ -30,13 +31,20 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss, a bad resume); the message says why."""
 
 
+FULL_COVARIANCE_MAX_DIM = 3 * 64 * 64
+LOW_RANK_DEFAULT = 256
+
+
 def make_prior(cfg: dict, data: Dataset) -> Prior:
     shape, bounded = data.sample_shape, data.value_range is not None
     if cfg["prior"] == "normal":
         return NormalPrior(shape, cfg["prior_std"], clamp=bounded)
     if cfg["prior"] == "up":
         return UniformPrior(shape, clamp=True)
-    return GaussianPrior.fit(data.batches(), shape, clamp=bounded)
+    rank = cfg["prior_rank"]
+    if rank == -1:  # full covariance is d x d: 9.6 GB in fp32 at 128 x 128 x 3
+        rank = 0 if math.prod(shape) <= FULL_COVARIANCE_MAX_DIM else LOW_RANK_DEFAULT
+    return GaussianPrior.fit(data.batches(), shape, clamp=bounded, rank=rank)
 
 
 def make_flow(graph: DriftGraph, cfg: dict, image: bool) -> GraphFlow:
@@ -58,12 +66,20 @@ class Trainer:
         self.out = Path(out_dir) if out_dir is not None else None
         if cfg["threads"]:
             torch.set_num_threads(cfg["threads"])
+        self.place = setup(cfg["device"], cfg["batch_size"])
+        dev = self.place.device
+        if cfg["amp"] != "none" and dev.type != "cuda":
+            raise TrainingError(f"amp={cfg['amp']} needs a GPU (device is {dev}): use amp=none on a CPU")
         self.data = data or load_dataset(cfg)
         self.shape = self.data.sample_shape
         torch.manual_seed(cfg["seed"])
-        self.model = build_model(cfg, self.shape)
+        self.model = build_model(cfg, self.shape).to(dev)
         self.loss, self.divergence = get_pairing(cfg["loss"], cfg["divergence"])
-        self.prior = prior or make_prior(cfg, self.data)
+        self.prior = prior or from_main(self.place, lambda: make_prior(cfg, self.data))
+        self.net = self.model
+        if self.place.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            self.net = DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]))
         self.ema = ({k: v.detach().clone() for k, v in self.model.state_dict().items()}
                     if cfg["ema_rate"] > 0 else None)
@@ -83,20 +99,27 @@ class Trainer:
 
     def train_step(self) -> dict:
         cfg, g, b = self.cfg, self.gen, self.cfg["batch_size"]
+        rows, dev = self.place.rows(b), self.place.device
         for group in self.optim.param_groups:
             group["lr"] = lr_at(cfg, self.step)
+        # Draws are for the global batch; this rank keeps its rows (distributed.py).
         x_data = self.data.sample(b, g)
         if cfg["dequant"]:
             x_data = x_data + cfg["dequant"] * torch.randn(x_data.shape, generator=g)
         if cfg["hflip"] and x_data.dim() == 4:
             flip = torch.rand(b, generator=g) < 0.5
             x_data = torch.where(flip[:, None, None, None], x_data.flip(3), x_data)
-        x_flowed = self.flow(self.current_weights(), self.prior.sample(b, g), cfg["flow_steps"], g)
+        x0 = self.prior.sample(b, g)
+        with self._autocast():
+            x_flowed = self.flow(self.current_weights(), x0[rows].to(dev), cfg["flow_steps"], g, rows=rows, total=b)
+        x_data = x_data[rows].to(dev)
         self.model.train()
-        out = self.model(torch.cat([x_data, x_flowed]))
-        terms = self.loss(out[:b], out[b:])
-        if not torch.isfinite(terms.loss):
-            raise TrainingError(f"loss is {terms.loss.item()} at step {self.step + 1}; training stopped "
+        with self._autocast():
+            out = self.net(torch.cat([x_data, x_flowed])).float()
+        n = x_data.shape[0]
+        terms = self.loss(out[:n], out[n:])
+        if any_rank(self.place, not bool(torch.isfinite(terms.loss))):
+            raise TrainingError(f"loss is not finite at step {self.step + 1}; training stopped "
                                 "(the last checkpoint is untouched): lower lr or eta")
         self.optim.zero_grad(set_to_none=True)
         terms.loss.backward()
@@ -110,9 +133,13 @@ class Trainer:
                     else:
                         self.ema[k].copy_(v)
         self.step += 1
-        return {"step": self.step, "loss": terms.loss.item(), "term_data": terms.term_data.item(),
-                "term_flowed": terms.term_flowed.item(), "r_data": terms.r_data.item(),
-                "r_flowed": terms.r_flowed.item(), "lr": lr_at(cfg, self.step - 1)}
+        values = all_mean(self.place, [terms.loss.item(), terms.term_data.item(), terms.term_flowed.item(),
+                                       terms.r_data.item(), terms.r_flowed.item()])
+        return {"step": self.step, **dict(zip(("loss", "term_data", "term_flowed", "r_data", "r_flowed"), values)),
+                "lr": lr_at(cfg, self.step - 1)}
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cfg["amp"] == "bf16")
 
     # --- sampling (Algorithm 2) ----------------------------------------------------------
     def sample(self, n: int, steps: int | None = None, weights: str = "ema", seed: int = 0) -> torch.Tensor:
@@ -120,18 +147,22 @@ class Trainer:
         steps = self.cfg["flow_steps"] + self.cfg["refine_steps"] if steps is None else steps
         state = self.ema if weights == "ema" and self.ema is not None else None
         g = torch.Generator().manual_seed(seed)
-        x = self.flow(self.current_weights(state), self.prior.sample(n, g), steps, g)
+        x = self.flow(self.current_weights(state), self.prior.sample(n, g).to(self.place.device), steps, g)
+        x = x.float().cpu()
         return x.clamp(-1, 1) if self.data.value_range is not None else x
 
     # --- checkpoints -----------------------------------------------------------------------
     def state(self) -> dict:
+        cpu = lambda d: None if d is None else {k: v.detach().cpu() for k, v in d.items()}  # noqa: E731
         return checkpoint_dict(
-            self.cfg, self.model.state_dict(), self.ema, self.prior.state(), self.shape, self.data.value_range,
+            self.cfg, cpu(self.model.state_dict()), cpu(self.ema), self.prior.state(), self.shape, self.data.value_range,
             self.step, optim=self.optim.state_dict(),
             scheduler={"base_lr": self.cfg["lr"], "milestones": list(self.cfg["lr_milestones"]), "gamma": self.cfg["lr_gamma"]},
             rng={"torch": self.gen.get_state()}, source={"kind": "fdrl-train"})
 
     def save(self) -> None:
+        if not self.place.is_main:
+            return
         state = self.state()
         atomic_torch_save(state, self.out / "last.pt")
         if self.cfg["keep_numbered"]:
@@ -149,7 +180,7 @@ class Trainer:
         if ckpt.get("optim"):
             t.optim.load_state_dict(ckpt["optim"])
         if t.ema is not None and ckpt.get("ema") is not None:
-            t.ema = {k: v.clone() for k, v in ckpt["ema"].items()}
+            t.ema = {k: v.clone().to(t.place.device) for k, v in ckpt["ema"].items()}
         t.step = int(ckpt["step"])
         if ckpt.get("rng"):
             t.gen.set_state(ckpt["rng"]["torch"])
@@ -169,14 +200,15 @@ class Trainer:
 
     def run(self) -> dict:
         from tqdm import tqdm
-        cfg, total = self.cfg, self.cfg["steps"]
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(dump_config(cfg))
-        self._trim_metrics()
+        cfg, total, main = self.cfg, self.cfg["steps"], self.place.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_config(cfg))
+            self._trim_metrics()
         last: dict = {}
-        bar = tqdm(total=total, initial=self.step, disable=self.quiet, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=self.step, disable=self.quiet or not main, unit="step", dynamic_ncols=True)
         t0, s0 = time.perf_counter(), self.step
-        with open(self.out / "metrics.jsonl", "a") as log:
+        with open(self.out / "metrics.jsonl", "a") if main else open(os.devnull, "w") as log:
             while self.step < total:
                 last = self.train_step()
                 bar.update(1)
@@ -189,10 +221,15 @@ class Trainer:
                     bar.set_postfix(loss=f"{last['loss']:.4g}", steps_s=f"{last['steps_per_s']:.2f}")
                 if self.step % cfg["ckpt_every"] == 0 or self.step == total:
                     self.save()
-                if cfg["sample_every"] and (self.step % cfg["sample_every"] == 0 or self.step == total):
+                if main and cfg["sample_every"] and (self.step % cfg["sample_every"] == 0 or self.step == total):
                     self._write_grid()
         bar.close()
-        if not last:  # nothing left to do: still leave a checkpoint and a picture
+        if not last:  # nothing left to do: still leave a checkpoint
             self.save()
+        if self.place.world > 1:  # the ranks must have ended in step; say so beside the checkpoint
+            spread = max_weight_spread(self.place, self.model)
+            if main:
+                (self.out / "distributed.json").write_text(json.dumps(
+                    {"world_size": self.place.world, "step": self.step, "max_weight_spread": spread}) + "\n")
         return last
 

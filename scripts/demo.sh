@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: train the swiss-roll model, then draw samples
-# and write a picture of them. bash scripts/demo.sh [OUT_DIR]
+# The main job on the embedded default, end to end: train the swiss-roll preset, export
+# its estimator and exact input gradient to ONNX (checked against float64 autograd),
+# generate 10,000 samples with the torch-free runtime and draw them.
+#   bash scripts/demo.sh [OUT_DIR]        (about 5 minutes on 2 cores)
 source "$(dirname "$0")/setup_env.sh" onnx
 out="${1:-runs/demo}"
 fdrl-train --config swissroll --out "$out" --overwrite
-echo "samples: $out/samples/ (one picture per checkpoint)"
+fdrl-export "$out/last.pt" "$out/model.onnx"
+fdrl-infer --engine "$out/model.onnx" -n 10000 --out "$out/samples" --grid "$out/samples.png" --overwrite
+echo "picture of the samples: $out/samples.png; samples: $out/samples/shards/*.npz"
