@@ -25,7 +25,7 @@ from fdrl_train.drift import DriftGraph
 from fdrl_train.losses import get_pairing
 from fdrl_train.priors import prior_from_state
 
-from .graph import Estimator
+from .graph import Estimator, composition_for
 
 MEDIAN_LIMIT = 1e-5
 OUTLIER_LEVEL = 1e-4
@@ -55,12 +55,16 @@ class CheckResult:
                 f"{100 * self.unexplained_fraction:.1f}% (limit {100 * OUTLIER_FRACTION:.0f}%), worst {self.worst:.2e}")
 
 
-def reference_drift(est: Estimator, x: torch.Tensor) -> np.ndarray:
-    """grad_x f'(D(x)) by float64 autograd."""
+def reference_drift(est: Estimator, x: torch.Tensor, classifier=None, y: torch.Tensor | None = None) -> np.ndarray:
+    """grad_x f'(D(x)) by float64 autograd; with a classifier, of f'(r(x|y))."""
     _, divergence = get_pairing(est.cfg["loss"], est.cfg["divergence"])
     params = {k: v.double() for k, v in est.params.items()}
     x = x.double().requires_grad_(True)
     out = functional_call(est.twin(), params, (x,))
+    if classifier is not None:
+        comp = composition_for(est, classifier)
+        cls_params = {k[len("classifier."):]: v.double() for k, v in classifier.params().items()}
+        out = comp.score(out, functional_call(comp.classifier, cls_params, (x,)), y)
     (g,) = torch.autograd.grad(divergence.f_prime(out).sum(), x)
     return g.numpy()
 
@@ -85,11 +89,16 @@ def per_sample_rel_err(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.linalg.norm(out - ref, axis=1) / np.maximum(np.linalg.norm(ref, axis=1), 1e-30)
 
 
-def masked_reference(est: Estimator, x: torch.Tensor, masks: dict[str, np.ndarray]) -> np.ndarray:
+def masked_reference(est: Estimator, x: torch.Tensor, masks: dict[str, np.ndarray], classifier=None,
+                     y: torch.Tensor | None = None) -> np.ndarray:
     """The float64 drift computed with the LeakyReLU masks a backend used (by node name)."""
     _, divergence = get_pairing(est.cfg["loss"], est.cfg["divergence"])
-    graph = DriftGraph(est.twin(), divergence, est.sample_shape, portable=True, dtype=torch.float64)
-    weights = [w.double() for w in graph.weights(est.params)]
+    graph = DriftGraph(est.twin(), divergence, est.sample_shape, portable=True, dtype=torch.float64,
+                       composition=composition_for(est, classifier))
+    params = dict(est.params)
+    if classifier is not None:
+        params.update(classifier.params())
+    weights = [w.double() for w in graph.weights(params)]
 
     class WithMasks(torch.fx.Interpreter):
         def run_node(self, node):
@@ -97,20 +106,24 @@ def masked_reference(est: Estimator, x: torch.Tensor, masks: dict[str, np.ndarra
                 return torch.from_numpy(np.asarray(masks[node.name])).double()
             return super().run_node(node)
 
-    return WithMasks(graph.graph).run(weights, x.double())[0].numpy()
+    args = (weights, x.double()) if y is None else (weights, x.double(), y)
+    return WithMasks(graph.graph).run(*args)[0].numpy()
 
 
-def check_drift(est: Estimator, run: Callable[[np.ndarray], tuple[np.ndarray, dict]], prior_state: dict | None,
-                sizes=(32, 33)) -> CheckResult:
-    """`run(x)` gives the backend's drift and the slope masks it used ({} if it cannot)."""
+def check_drift(est: Estimator, run: Callable, prior_state: dict | None, sizes=(32, 33),
+                classifier=None) -> CheckResult:
+    """`run(x)` (or `run(x, y)` with a classifier: labels cycle through the classes) gives
+    the backend's drift and the slope masks it used ({} if it cannot)."""
     errs, explained = [], 0
     for x in check_inputs(est, prior_state, sizes):
-        out, masks = run(x.numpy())
-        e = per_sample_rel_err(out, reference_drift(est, x))
+        y = None if classifier is None else torch.arange(len(x)) % classifier.n_classes
+        out, masks = run(x.numpy()) if y is None else run(x.numpy(), y.numpy())
+        e = per_sample_rel_err(out, reference_drift(est, x, classifier, y))
         bad = np.flatnonzero(e > OUTLIER_LEVEL)
         if len(bad) and masks:
             sub = {k: v[bad] for k, v in masks.items()}
-            explained += int((per_sample_rel_err(out[bad], masked_reference(est, x[bad], sub)) <= MEDIAN_LIMIT).sum())
+            again = masked_reference(est, x[bad], sub, classifier, None if y is None else y[bad])
+            explained += int((per_sample_rel_err(out[bad], again) <= MEDIAN_LIMIT).sum())
         errs.append(e)
     e = np.concatenate(errs)
     return CheckResult(len(e), float(np.median(e)), float((e > OUTLIER_LEVEL).mean()), explained / len(e), float(e.max()))

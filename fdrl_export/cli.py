@@ -43,8 +43,10 @@ def print_info(path: str) -> None:
 @click.option("--precision", default="fp32", show_default=True, help="TensorRT engine precision: fp32, fp16, bf16.")
 @click.option("--workspace", "workspace_mb", type=int, default=4096, show_default=True, help="TensorRT workspace (MiB).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file (read and updated).")
+@click.option("--classifier", type=click.Path(dir_okay=False), help="Compose with this classifier: a class-conditional flow.")
+@click.option("--phi", type=float, default=0.1, show_default=True, help="Scale of the classifier's gradient.")
 def main(ckpt, out, info, weights, no_check, prior, trust_pickle, refine_steps, batch, precision, workspace_mb,
-         timing_cache):
+         timing_cache, classifier, phi):
     """Export CKPT's density-ratio estimator and its exact input gradient to OUT.
 
     OUT's extension picks the artifact: .onnx (ONNX), .plan/.engine (TensorRT), .pt2 (torch.export)."""
@@ -58,7 +60,7 @@ def main(ckpt, out, info, weights, no_check, prior, trust_pickle, refine_steps, 
             fail(f"--refine-steps {refine_steps}: must be >= 0")
         opts = ExportOptions(weights=weights, check=not no_check, prior=prior, trust_pickle=trust_pickle,
                              refine_steps=refine_steps, batch=batch, precision=precision,
-                             workspace_mb=workspace_mb, timing_cache=timing_cache)
+                             workspace_mb=workspace_mb, timing_cache=timing_cache, classifier=classifier, phi=phi)
         result = export(ckpt, out, opts, log=lambda m: click.echo(m, err=True))
     except USER_ERRORS as e:
         fail(str(e))

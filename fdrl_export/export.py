@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fdrl_runtime.artifact import (artifact_kind, atomic_write_bytes, onnx_with_metadata,
@@ -13,7 +14,7 @@ from fdrl_train.checkpoint import load_checkpoint
 from fdrl_train.reference import load_reference_ddp_prior
 
 from .check import CheckResult, check_drift
-from .graph import ExportError, FlowStepModule, drift_module, estimator_from_checkpoint
+from .graph import ClassifierSpec, ExportError, FlowStepModule, drift_module, estimator_from_checkpoint
 from .meta import build_meta
 from .to_onnx import drift_onnx, step_onnx
 
@@ -29,12 +30,16 @@ class ExportOptions:
     precision: str = "fp32"
     workspace_mb: int = 4096
     timing_cache: str | None = None
+    classifier: str | None = None     # compose with this classifier (class-conditional flow)
+    phi: float = 0.1
 
 
 def resolve_prior(ckpt: dict, opts: ExportOptions) -> dict | None:
     """The prior the artifact samples from: the checkpoint's, or the one the user gave."""
     shape = tuple(ckpt["sample_shape"])
     if opts.prior is None:
+        if ckpt.get("prior") is not None and ckpt["prior"]["kind"] == "input":
+            return None  # translation: the artifact takes its starting images from --init
         if ckpt.get("prior") is None:
             raise ExportError("this checkpoint does not record its prior (a reference image checkpoint): "
                               "give --prior FILE_ddp.pt --trust-pickle, --prior up, or --prior input")
@@ -53,7 +58,21 @@ def _temporary(out: Path) -> Path:
     return out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
 
 
-def _ort_runner(model):
+def load_classifier_spec(path, est, phi: float):
+    """The classifier to compose with; it must take the estimator's samples."""
+    from fdrl_train.classifier import load_classifier_checkpoint
+    model, ck = load_classifier_checkpoint(path)
+    if tuple(ck["sample_shape"]) != tuple(est.sample_shape):
+        raise ExportError(f"classifier {path} takes samples of shape {tuple(ck['sample_shape'])}, "
+                          f"the model {tuple(est.sample_shape)}")
+    if ck["n_classes"] < 2:
+        raise ExportError(f"classifier {path} has {ck['n_classes']} classes; need at least 2")
+    if phi <= 0:
+        raise ExportError(f"--phi {phi}: must be positive (the paper uses 0.1)")
+    return ClassifierSpec(model, int(ck["n_classes"]), float(phi), sha256_file(path))
+
+
+def _ort_runner(model, conditional: bool = False):
     """drift and the slope masks (outputs of the Clip nodes, see check.py) on ONNX Runtime."""
     import onnx
     import onnxruntime as ort
@@ -66,8 +85,9 @@ def _ort_runner(model):
     so.log_severity_level = 3
     sess = ort.InferenceSession(diag.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
-    def run(x):
-        drift, *mask_values = sess.run(["drift"] + masks, {"x": x})
+    def run(x, y=None):
+        feeds = {"x": x} if not conditional else {"x": x, "y": y.astype(np.int64)}
+        drift, *mask_values = sess.run(["drift"] + masks, feeds)
         return drift, dict(zip(masks, mask_values))
     return run
 
@@ -84,12 +104,13 @@ def _torch_runner(program, module):
                 self.masks[node.name] = out.detach().numpy()
             return out
 
-    def run(x):
+    def run(x, y=None):
         rec = Recorder(module.bound)
         rec.masks = {}
+        args = (torch.from_numpy(x),) if y is None else (torch.from_numpy(x), torch.from_numpy(y))
         with torch.no_grad():
-            rec.run(torch.from_numpy(x))
-            return run_program(torch.from_numpy(x))[0].numpy(), rec.masks
+            rec.run(*args)
+            return run_program(*args)[0].numpy(), rec.masks
     return run
 
 
@@ -108,13 +129,20 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
     ckpt = load_checkpoint(ckpt_path)
     prior_state = resolve_prior(ckpt, opts)
     est = estimator_from_checkpoint(ckpt, opts.weights)
-    module = drift_module(est).eval()
+    classifier = load_classifier_spec(opts.classifier, est, opts.phi) if opts.classifier else None
+    if classifier is not None and kind == "tensorrt":
+        raise ExportError("class-conditional TensorRT engines are not built yet: export to .onnx or .pt2")
+    module = drift_module(est, classifier=classifier).eval()
     meta, prior_arrays = build_meta(est, ckpt, prior_state, module, sha256_file(ckpt_path), opts.refine_steps)
+    if classifier is not None:
+        meta["conditional"] = {"n_classes": classifier.n_classes, "phi": classifier.phi,
+                               "classifier_sha256": classifier.sha256}
+        meta["graph"]["input"] = ["x", "y"]
     result = None
     if kind in ("onnx", "tensorrt"):
         model = drift_onnx(module, est.sample_shape)
         if opts.check:
-            result = _checked(est, _ort_runner(model), prior_state, "ONNX Runtime")
+            result = _checked(est, _ort_runner(model, classifier is not None), prior_state, "ONNX Runtime", classifier)
         if kind == "onnx":
             atomic_write_bytes(out, onnx_with_metadata(model, meta, prior_arrays).SerializeToString())
         else:
@@ -130,7 +158,7 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
         from .to_torch import export_program, save_program
         program = export_program(module, est.sample_shape)
         if opts.check:
-            result = _checked(est, _torch_runner(program, module), prior_state, "torch.export")
+            result = _checked(est, _torch_runner(program, module), prior_state, "torch.export", classifier)
         tmp = _temporary(out)
         try:
             save_program(program, tmp, meta, prior_arrays)
@@ -141,8 +169,8 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
     return result
 
 
-def _checked(est, run, prior_state, what: str) -> CheckResult:
-    result = check_drift(est, run, prior_state)
+def _checked(est, run, prior_state, what: str, classifier=None) -> CheckResult:
+    result = check_drift(est, run, prior_state, classifier=classifier)
     if not result.passed:
         raise ExportError(f"the exported graph ({what}, fp32) does not match float64 autograd: "
                           f"{result.describe()}; nothing was written (--no-check writes it anyway)")

@@ -67,9 +67,7 @@ def bind_weights(graph: DriftGraph, params: dict[str, torch.Tensor]) -> fx.Graph
         gm = copy.deepcopy(graph.graph)
     g = gm.graph
     placeholders = [n for n in g.nodes if n.op == "placeholder"]
-    *weight_nodes, x_node = placeholders
-    if len(weight_nodes) != len(graph.names):
-        raise ExportError("internal: drift graph inputs do not match the model's weights")
+    weight_nodes = placeholders[:len(graph.names)]  # then x (and y for a composed graph)
     holder = _Constants()
     values: dict[fx.Node, torch.Tensor] = {}
     for node, name in zip(weight_nodes, graph.names):
@@ -107,22 +105,48 @@ def bind_weights(graph: DriftGraph, params: dict[str, torch.Tensor]) -> fx.Graph
 
 
 class DriftModule(nn.Module):
-    """x -> (drift, score): what every artifact computes. score is D(x) (r or log r)."""
+    """x -> (drift, score): what every artifact computes. score is D(x) (r or log r), or
+    with a classifier composed in, (x, y) -> the conditional drift and score."""
 
-    def __init__(self, bound: fx.GraphModule):
+    def __init__(self, bound: fx.GraphModule, conditional: bool = False):
         super().__init__()
-        self.bound = bound
+        self.bound, self.conditional = bound, conditional
 
-    def forward(self, x):
-        drift, score = self.bound(x)
+    def forward(self, x, y=None):
+        drift, score = self.bound(x, y) if self.conditional else self.bound(x)
         return drift, score
 
 
-def drift_module(est: Estimator, dtype: torch.dtype = torch.float32) -> DriftModule:
+@dataclass
+class ClassifierSpec:
+    """A classifier to compose with (see fdrl_train.drift.Composition)."""
+    model: nn.Module
+    n_classes: int
+    phi: float
+    sha256: str = ""
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return {"classifier." + k: v.detach().float() for k, v in plain_params(self.model).items()}
+
+
+def composition_for(est: Estimator, spec: ClassifierSpec | None):
+    if spec is None:
+        return None
+    from fdrl_train.drift import Composition
+    from fdrl_train.losses import LOSSES
+    twin = copy.deepcopy(spec.model).to("meta")
+    return Composition(twin, spec.n_classes, spec.phi, LOSSES[est.cfg["loss"]].output)
+
+
+def drift_module(est: Estimator, dtype: torch.dtype = torch.float32, classifier: ClassifierSpec | None = None) -> DriftModule:
     _, divergence = get_pairing(est.cfg["loss"], est.cfg["divergence"])
-    graph = DriftGraph(est.twin(), divergence, est.sample_shape, portable=True, dtype=dtype)
-    bound = bind_weights(graph, {k: v.to(dtype) for k, v in est.params.items()})
-    return DriftModule(bound)
+    graph = DriftGraph(est.twin(), divergence, est.sample_shape, portable=True, dtype=dtype,
+                       composition=composition_for(est, classifier))
+    params = dict(est.params)
+    if classifier is not None:
+        params.update(classifier.params())
+    bound = bind_weights(graph, {k: v.to(dtype) for k, v in params.items()})
+    return DriftModule(bound, conditional=classifier is not None)
 
 
 class FlowStepModule(nn.Module):

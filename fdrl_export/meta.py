@@ -13,8 +13,11 @@ from .graph import DriftModule, Estimator
 
 def flops_per_sample(module: DriftModule, sample_shape, batch: int = 4) -> int:
     """Multiply-adds x 2 of one drift evaluation (forward + input gradient) per sample."""
+    args = (torch.zeros((batch,) + tuple(sample_shape)),)
+    if module.conditional:
+        args += (torch.zeros(batch, dtype=torch.int64),)
     with FlopCounterMode(display=False) as counter:
-        module(torch.zeros((batch,) + tuple(sample_shape)))
+        module(*args)
     return int(counter.get_total_flops() // batch)
 
 

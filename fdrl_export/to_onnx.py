@@ -32,8 +32,11 @@ def to_onnx(module: torch.nn.Module, inputs: tuple, input_names: list[str], outp
 
 
 def drift_onnx(module: DriftModule, sample_shape):
-    """x [batch, *shape] -> drift, score."""
-    return to_onnx(module, (torch.zeros((3,) + tuple(sample_shape)),), ["x"], ["drift", "score"])
+    """x [batch, *shape] (and labels y [batch] when conditional) -> drift, score."""
+    x = torch.zeros((3,) + tuple(sample_shape))
+    if module.conditional:
+        return to_onnx(module, (x, torch.zeros(3, dtype=torch.int64)), ["x", "y"], ["drift", "score"])
+    return to_onnx(module, (x,), ["x"], ["drift", "score"])
 
 
 def step_onnx(step: FlowStepModule, sample_shape):

@@ -11,6 +11,9 @@ from .graph import DriftModule
 def export_program(module: DriftModule, sample_shape):
     x = torch.zeros((3,) + tuple(sample_shape))
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    if module.conditional:
+        return torch.export.export(module, (x, torch.zeros(3, dtype=torch.int64)),
+                                   dynamic_shapes=({0: batch}, {0: batch}))
     return torch.export.export(module, (x,), dynamic_shapes=({0: batch},))
 
 

@@ -38,6 +38,34 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
+def parse_classes(one: int | None, many: str | None, artifact) -> list[int] | None:
+    """--class K or --classes 0-9 / 1,3,5; a conditional artifact defaults to all classes."""
+    cond = artifact.meta.get("conditional")
+    if cond is None:
+        if one is not None or many is not None:
+            raise UsageError("this artifact is not class-conditional: export it with fdrl-export --classifier CLS.pt")
+        return None
+    n = int(cond["n_classes"])
+    if one is not None and many is not None:
+        raise UsageError("give --class or --classes, not both")
+    if one is not None:
+        classes = [one]
+    elif many is not None:
+        try:
+            classes = []
+            for part in many.split(","):
+                lo, _, hi = part.partition("-")
+                classes += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        except ValueError:
+            raise UsageError(f"--classes {many!r}: expected a range or list, e.g. 0-9 or 1,3,5") from None
+    else:
+        classes = list(range(n))
+    bad = [c for c in classes if not 0 <= c < n]
+    if bad or not classes:
+        raise UsageError(f"class {bad[0] if bad else many!r} is out of range: this model's classifier has classes 0-{n - 1}")
+    return classes
+
+
 def load_init(path: str, artifact) -> np.ndarray:
     """Starting samples from a .npz/.npy file or a folder of images, as [N, *shape] floats."""
     p = Path(path)
@@ -86,15 +114,17 @@ def load_init(path: str, artifact) -> np.ndarray:
 @click.option("--shard", "shard", help="I/N: this process makes shard I of N (default: from torchrun/SLURM).")
 @click.option("--shard-size", type=int, default=DEFAULT_SHARD, show_default=True, help="Samples per output shard.")
 @click.option("--init", "init", help="Start the flow from these samples (.npz/.npy or an image folder) instead of the prior.")
+@click.option("--class", "one_class", type=int, help="Class-conditional artifacts: make samples of this class.")
+@click.option("--classes", "classes", help="Class-conditional artifacts: balanced over these, e.g. 0-9 (the default: all).")
 @click.option("--threads", type=int, default=0, help="CPU workers (default: the machine's cores, at most 2).")
 @click.option("--overwrite", is_flag=True, help="Start over instead of completing an earlier run in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def main(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
-         threads, overwrite, quiet):
+         one_class, classes, threads, overwrite, quiet):
     """Generate samples: prior draw, K + kappa flow steps, clamp, write."""
     try:
         run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
-            threads, overwrite, quiet)
+            threads, overwrite, quiet, one_class, classes)
     except (ArtifactError, BackendError, UsageError) as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -102,7 +132,7 @@ def main(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gr
 
 
 def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
-        threads, overwrite, quiet):
+        threads, overwrite, quiet, one_class=None, classes=None):
     for name, value in (("-n", n), ("--batch", batch), ("--steps", steps), ("--shard-size", shard_size)):
         if value is not None and value <= 0:
             raise UsageError(f"{name} {value}: must be a positive integer")
@@ -113,6 +143,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
     shard_index, shard_count = parse_shard(shard)
     artifact = load_artifact(engine)
     name = resolve_backend(backend, artifact.kind)
+    class_list = parse_classes(one_class, classes, artifact)
     init_x = load_init(init, artifact) if init else None
     if init_x is not None:
         n = n or len(init_x)
@@ -143,7 +174,8 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
             bar.set_postfix(samples_s=f"{rate:.1f}")
 
         t0 = time.perf_counter()
-        result = generate(artifact, be, plan, folder, batch, steps, seed, init_x, progress, keep_first=64 if grid else 0)
+        result = generate(artifact, be, plan, folder, batch, steps, seed, init_x, progress,
+                          keep_first=64 if grid else 0, classes=class_list)
         bar.close()
         summary = {
             "count": owned, "made_now": result["made"], "n_total": n, "seed": seed, "backend": be.name,
@@ -152,7 +184,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
             "samples_per_second": result["made"] / result["seconds"] if result["seconds"] > 0 else None,
             "shard": [shard_index, shard_count], "shards_done": result["shards_done"],
             "shards_kept": result["shards_skipped"], "artifact": str(engine), "artifact_sha256": sha256_file(engine),
-            "init": init,
+            "init": init, "classes": class_list,
         }
         folder.write_summary("summary.json" if shard_count == 1 else f"summary_{shard_index}of{shard_count}.json", summary)
         if grid and result["first"] is not None:

@@ -34,8 +34,14 @@ def shard_from_env() -> tuple[int, int]:
     return 0, 1
 
 
+def labels_for(ids: np.ndarray, classes: list[int]) -> np.ndarray:
+    """Balanced classes: sample i asks for classes[i mod len(classes)], whatever the batching."""
+    return np.asarray(classes, dtype=np.int64)[ids % len(classes)]
+
+
 def generate(artifact: Artifact, backend, plan: Plan, folder: RunFolder, batch: int, steps: int, seed: int,
-             init: np.ndarray | None = None, progress=None, keep_first: int = 0) -> dict:
+             init: np.ndarray | None = None, progress=None, keep_first: int = 0,
+             classes: list[int] | None = None) -> dict:
     """Run every shard of `plan` not yet done; returns timing and the first samples made."""
     todo = [(s, ids) for s, ids in plan.shards() if not folder.is_done(s)]
     skipped = len(plan.shards()) - len(todo)
@@ -45,7 +51,8 @@ def generate(artifact: Artifact, backend, plan: Plan, folder: RunFolder, batch: 
         for start in range(0, len(ids), batch):
             chunk = ids[start:start + batch]
             t0 = time.perf_counter()
-            x = sample_batch(backend, artifact, chunk, seed, steps, None if init is None else init[chunk])
+            x = sample_batch(backend, artifact, chunk, seed, steps, None if init is None else init[chunk],
+                             None if classes is None else labels_for(chunk, classes))
             seconds += time.perf_counter() - t0
             parts.append(x)
             made += len(chunk)

@@ -27,21 +27,23 @@ def euler_steps(drift, x, noise_block, eta: float, nu: float):
 
 
 def sample_batch(backend, artifact: Artifact, ids: np.ndarray, seed: int, steps: int,
-                 init: np.ndarray | None = None) -> np.ndarray:
-    """Samples for global ids `ids` as a numpy float32 array [B, *shape]."""
+                 init: np.ndarray | None = None, labels: np.ndarray | None = None) -> np.ndarray:
+    """Samples for global ids `ids` as a numpy float32 array [B, *shape]; `labels` [B] are
+    the classes asked for from a class-conditional artifact."""
     eta, nu = float(artifact.meta["eta"]), float(artifact.meta["noise"])
     draws: Draws = backend.draws(seed, ids)
     if init is None:
         x = draw_prior(artifact, draws, backend.xp, backend.from_numpy)
     else:
         x = backend.from_numpy(np.ascontiguousarray(init, dtype=np.float32))
+    y = None if labels is None else backend.labels(np.asarray(labels, dtype=np.int64))
     d = prior_dim(artifact)
     shape = (len(ids),) + artifact.sample_shape
     done = 0
     while done < steps:
         n = min(NOISE_BLOCK, steps - done)
         xi = draws.normal_steps(done, n, d).reshape((n,) + shape) if nu else [None] * n
-        x = backend.run_steps(x, xi, eta, nu)
+        x = backend.run_steps(x, xi, eta, nu, y)
         done += n
     vr = artifact.value_range
     out = backend.to_numpy(x)

@@ -11,18 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 DATASETS = (
     "chasm", "8gaussians", "25gaussians", "swissroll", "digits", "mnist",
-    "cifar10", "celeba", "lsun_church", "cat2dog", "folder",
+    "cifar10", "celeba", "lsun_church", "cat2dog", "folder", "mnist_thick",
 )
+# Source domains for unpaired translation (prior: domain): each pairs with targets above.
+SOURCES = ("mnist", "cat2dog_a")
 MODELS = ("mlp", "resnet8", "resnet28", "resnet32", "resnet64", "resnet64_shallow", "resnet128")
 LOSSES = ("LSIF", "LR", "KL")
 DIVERGENCES = ("Pearson", "KL", "JS", "logD")
-PRIORS = ("ddp", "up", "normal")
+PRIORS = ("ddp", "up", "normal", "domain")
 # The paper's pairings: LSIF estimates r, so only Pearson's f'(r) = 2r applies to it;
 # LR and KL estimate log r, which KL, JS and logD flows take.
 VALID_PAIRINGS = {"LSIF": ("Pearson",), "LR": ("KL", "JS", "logD"), "KL": ("KL", "JS", "logD")}
@@ -58,6 +58,8 @@ SCHEMA: dict[str, Key] = {
     "divergence": Key("Pearson", str, lambda v: v in DIVERGENCES, "one of " + ", ".join(DIVERGENCES)),
     "prior": Key("normal", str, lambda v: v in PRIORS, "one of " + ", ".join(PRIORS)),
     "prior_std": Key(1.0, float, _positive, "a positive number"),
+    "source": Key(None, (str, type(None)), lambda v: v is None or v in SOURCES,
+                  "a source domain for prior: domain (" + ", ".join(SOURCES) + ")"),
     "prior_rank": Key(-1, int, lambda v: v >= -1, "-1 (full covariance up to 64x64x3, rank 256 above), "
                       "0 (full) or a rank k > 0 (low rank plus diagonal)"),
     "steps": Key(1000, int, _positive, "a positive integer"),
@@ -115,6 +117,9 @@ def validate(raw: dict) -> dict:
     cfg = {k: copy.deepcopy(spec.default) for k, spec in SCHEMA.items()}
     for k, v in raw.items():
         cfg[k] = _coerce(k, v)
+    if (cfg["prior"] == "domain") != (cfg["source"] is not None):
+        raise ConfigError("config keys 'prior'/'source': translation needs both prior: domain and a source "
+                          f"({', '.join(SOURCES)}); other priors take no source")
     if cfg["divergence"] not in VALID_PAIRINGS[cfg["loss"]]:
         pairs = "; ".join(f"{l} with {'/'.join(d)}" for l, d in VALID_PAIRINGS.items())
         raise ConfigError(f"config keys 'loss'/'divergence': {cfg['loss']} with {cfg['divergence']} "
@@ -128,6 +133,7 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{item}' is not of the form key=value")
     key, text = item.split("=", 1)
     key = key.strip()
+    import yaml
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
@@ -153,6 +159,7 @@ def resolve_config_path(name_or_path: str) -> Path:
 
 
 def load_config(name_or_path: str, overrides: list[str] | tuple = ()) -> dict:
+    import yaml
     path = resolve_config_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -167,4 +174,5 @@ def load_config(name_or_path: str, overrides: list[str] | tuple = ()) -> dict:
 
 
 def dump_config(cfg: dict) -> str:
+    import yaml
     return yaml.safe_dump(cfg, sort_keys=True)

@@ -124,8 +124,40 @@ def load_mnist_dataset(test_fraction: float) -> TensorImageDataset:
                               torch.from_numpy(y.astype(np.int64)), test_fraction)
 
 
+def thicken(images: torch.Tensor) -> torch.Tensor:
+    """Strokes dilated by a 3x3 max: the 'thick digits' domain."""
+    return torch.nn.functional.max_pool2d(images, 3, stride=1, padding=1)
+
+
+def halves(ds: TensorImageDataset, which: int) -> TensorImageDataset:
+    """Keep one half of the training split: translation's two domains never share an image."""
+    n = ds.train_images.shape[0] // 2
+    sl = slice(0, n) if which == 0 else slice(n, None)
+    ds.train_images, ds.train_labels = ds.train_images[sl], ds.train_labels[sl]
+    return ds
+
+
+def load_source_dataset(cfg: dict) -> Dataset:
+    """The source domain of an unpaired translation (the prior q')."""
+    if cfg["source"] == "mnist":
+        return halves(load_mnist_dataset(cfg["test_fraction"]), 0)
+    if cfg["source"] == "cat2dog_a":
+        from pathlib import Path
+        from .image_datasets import load_image_folder
+        if cfg["data_dir"] is None:
+            raise DatasetError("source 'cat2dog_a' is read from data_dir/trainA: set data_dir")
+        return load_image_folder("cat2dog_a", Path(cfg["data_dir"]) / "trainA", 64, None, cfg["test_fraction"],
+                                 "the source domain's images in trainA/")
+    raise DatasetError(f"unknown source domain '{cfg['source']}'")
+
+
 def load_dataset(cfg: dict) -> Dataset:
     name = cfg["dataset"]
+    if name == "mnist_thick":
+        ds = halves(load_mnist_dataset(cfg["test_fraction"]), 1)
+        ds.name = name
+        ds.train_images, ds.test_images = thicken(ds.train_images), thicken(ds.test_images)
+        return ds
     if name in ("8gaussians", "25gaussians", "swissroll", "chasm"):
         return ToyDataset(name)
     if name == "digits":

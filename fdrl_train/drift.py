@@ -17,6 +17,9 @@ decomposed while tracing (shared/DESIGN.md §5):
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 from torch.func import functional_call, vjp
@@ -63,31 +66,63 @@ def _softmax_grad(grad, y, dim, input_dtype):
     return y * (grad - (grad * y).sum(dim, keepdim=True))
 
 
+def _log_softmax_grad(grad, y, dim, input_dtype):
+    return grad - torch.exp(y) * grad.sum(dim, keepdim=True)
+
+
 PORTABLE_DECOMPOSITIONS = {
     aten.convolution_backward.default: _conv_grad_input,
     aten.leaky_relu_backward.default: _leaky_relu_grad,
     aten._softmax_backward_data.default: _softmax_grad,
+    aten._log_softmax_backward_data.default: _log_softmax_grad,
 }
 
 
+@dataclass(frozen=True)
+class Composition:
+    """Class-conditional flow (paper eq. 12): r(x|y) = r(x) / (N p(y|x))^phi, with p(y|x) a
+    classifier's softmax over N classes; phi scales the classifier's pull (0.1 in the paper)."""
+    classifier: nn.Module   # spectral-norm-free, x -> [B, N] logits
+    n_classes: int
+    phi: float
+    output: str             # the estimator's output: "r" or "log_r"
+
+    def score(self, out: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        log_py = torch.log_softmax(logits, 1).gather(1, y[:, None])[:, 0]
+        shift = self.phi * (math.log(self.n_classes) + log_py)
+        return out - shift if self.output == "log_r" else out * torch.exp(-shift)
+
+
 class DriftGraph:
-    """(weights, x) -> (drift, D(x)) for one architecture, divergence and sample shape.
+    """(weights, x[, y]) -> (drift, score) for one architecture, divergence and sample shape.
 
     `template` is a spectral-norm-free model (see models.plain_twin); its parameters'
-    names are the graph's weight inputs, in `self.names` order. The graph runs in the
-    dtype it was traced in.
+    names are the graph's weight inputs, in `self.names` order. With a `composition`,
+    the classifier's parameters follow (names prefixed "classifier.") and the graph takes
+    integer labels y [B]; score is then the conditional r(x|y) or log r(x|y). The graph
+    runs in the dtype it was traced in.
     """
 
     def __init__(self, template: nn.Module, divergence: Divergence, sample_shape: tuple[int, ...],
-                 portable: bool = False, dtype: torch.dtype = torch.float32):
+                 portable: bool = False, dtype: torch.dtype = torch.float32, composition: Composition | None = None):
         self.names = [n for n, _ in template.named_parameters()]
+        n_model = len(self.names)
+        if composition is not None:
+            self.names += ["classifier." + n for n, _ in composition.classifier.named_parameters()]
         self.sample_shape = tuple(sample_shape)
-        self.divergence = divergence
+        self.divergence, self.composition = divergence, composition
         names, f_prime_grad = self.names, divergence.f_prime_grad
 
-        def drift(weights, x):
-            params = dict(zip(names, weights))
-            out, pullback = vjp(lambda x_: functional_call(template, params, (x_,)), x)
+        def score_fn(weights, y):
+            params = dict(zip(names[:n_model], weights[:n_model]))
+            if composition is None:
+                return lambda x_: functional_call(template, params, (x_,))
+            cls_params = {n[len("classifier."):]: w for n, w in zip(names[n_model:], weights[n_model:])}
+            return lambda x_: composition.score(functional_call(template, params, (x_,)),
+                                                functional_call(composition.classifier, cls_params, (x_,)), y)
+
+        def drift(weights, x, *y):
+            out, pullback = vjp(score_fn(weights, y[0] if y else None), x)
             (g,) = pullback(f_prime_grad(out))
             return g, out
 
@@ -100,10 +135,18 @@ class DriftGraph:
             return fake_mode.from_tensor(torch.empty(shape, dtype=dtype),
                                          symbolic_context=StatelessSymbolicContext(dynamic_sizes=dims))
 
-        example_w = [fake(p.shape) for _, p in template.named_parameters()]
+        params = list(template.named_parameters())
+        if composition is not None:
+            params += list(composition.classifier.named_parameters())
+        example_w = [fake(p.shape) for _, p in params]
         example_x = fake((3, *self.sample_shape), dynamic_batch=True)  # 3: not specialised like 0 or 1
+        inputs = (example_w, example_x)
+        if composition is not None:
+            y = fake_mode.from_tensor(torch.zeros(3, dtype=torch.int64), symbolic_context=StatelessSymbolicContext(
+                dynamic_sizes=[DimDynamic.DYNAMIC]))
+            inputs += (y,)
         self.graph = make_fx(drift, tracing_mode="symbolic",
-                             decomposition_table=PORTABLE_DECOMPOSITIONS if portable else {})(example_w, example_x)
+                             decomposition_table=PORTABLE_DECOMPOSITIONS if portable else {})(*inputs)
 
     def weights(self, params: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         missing = [n for n in self.names if n not in params]
@@ -111,5 +154,5 @@ class DriftGraph:
             raise KeyError(f"weights missing for the drift graph: {', '.join(missing[:5])}")
         return [params[n] for n in self.names]
 
-    def __call__(self, weights: list[torch.Tensor], x: torch.Tensor):
-        return self.graph(weights, x)
+    def __call__(self, weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor | None = None):
+        return self.graph(weights, x) if y is None else self.graph(weights, x, y)

@@ -47,3 +47,18 @@ def feature_stats(features):
     import numpy as np
     f = np.asarray(features, np.float64)
     return f.mean(0), np.cov(f, rowvar=False)
+
+
+def kernel_inception_distance(a, b, subsets: int = 10, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """KID: unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, mean and std over subsets."""
+    import numpy as np
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    d, m = a.shape[1], min(subset_size, len(a), len(b))
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(subsets):
+        x, y = a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]
+        kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
+        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+                    - 2 * kxy.mean())
+    return float(np.mean(vals)), float(np.std(vals))

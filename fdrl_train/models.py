@@ -77,7 +77,9 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, in_channels: int, stem: int, stages, attn: int, self_attn: bool = False):
+    """The paper's ResNets; n_out = 1 gives the estimator ([B]), more a classifier ([B, n_out])."""
+
+    def __init__(self, in_channels: int, stem: int, stages, attn: int, self_attn: bool = False, n_out: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)
         self.attn_after = attn if self_attn else None
@@ -91,7 +93,7 @@ class ResNet(nn.Module):
             if self.attn_after == i:
                 self.self_attn_module = SelfAttention(planes)
         self.n_stages = len(stages)
-        self.linear = nn.Linear(planes_in, 1)
+        self.linear = nn.Linear(planes_in, n_out)
 
     def forward(self, x):
         out = F.leaky_relu(self.conv1(x), SLOPE)
@@ -99,7 +101,8 @@ class ResNet(nn.Module):
             out = getattr(self, f"layer{i}")(out)
             if self.attn_after == i:
                 out = self.self_attn_module(out)
-        return self.linear(out.mean((2, 3))).squeeze(-1)
+        out = self.linear(out.mean((2, 3)))
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 def build_model(cfg: dict, sample_shape: tuple[int, ...]) -> nn.Module:

@@ -139,6 +139,23 @@ def _shrink(rows: torch.Tensor, ell: int) -> torch.Tensor:
     return (s2.sqrt()[:ell, None] * vh[:ell])
 
 
+class DomainPrior(Prior):
+    """Unpaired translation: q' is the source domain's images (the paper's I2I setting).
+
+    Stored as kind "input": the exported artifact samples nothing and needs --init."""
+    kind = "input"
+
+    def __init__(self, dataset, source: str):
+        super().__init__(dataset.sample_shape, clamp=True)
+        self.dataset, self.source = dataset, source
+
+    def _draw(self, n, g):
+        return self.dataset.sample(n, g).reshape(n, -1)
+
+    def _tensors(self):
+        return {"source": self.source}
+
+
 def prior_from_state(state: dict) -> Prior:
     kind, shape, clamp = state["kind"], tuple(state["shape"]), bool(state["clamp"])
     if kind == "normal":
@@ -147,4 +164,6 @@ def prior_from_state(state: dict) -> Prior:
         return UniformPrior(shape, clamp)
     if kind == "ddp":
         return GaussianPrior(shape, state["mean"], state["factor"], clamp, state.get("diag"))
+    if kind == "input":
+        raise ValueError("a translation prior is rebuilt from the config's source domain (make_prior)")
     raise ValueError(f"unknown prior kind '{kind}'")

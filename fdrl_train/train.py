@@ -13,18 +13,17 @@ import torch
 
 from .checkpoint import atomic_torch_save, checkpoint_dict
 from .config import dump_config
-from .datasets import Dataset, load_dataset
+from .datasets import Dataset, load_dataset, load_source_dataset
 from .drift import DriftGraph
 from .flow import GraphFlow
 from .losses import get_pairing
 from .models import build_model, plain_params, plain_twin
-from .pictures import picture_of, save_png
 from .distributed import all_mean, any_rank, from_main, max_weight_spread, setup
-from .priors import GaussianPrior, NormalPrior, Prior, UniformPrior, prior_from_state
+from .priors import DomainPrior, GaussianPrior, NormalPrior, Prior, UniformPrior, prior_from_state
 
 # Keys that fix what a run is; a resumed run may change the others (steps, logging...).
 ARCHITECTURE_KEYS = ("dataset", "model", "hidden_dim", "n_hidden_layers", "spectral_norm", "self_attn",
-                     "loss", "divergence", "prior", "prior_std")
+                     "loss", "divergence", "prior", "prior_std", "source")
 
 
 class TrainingError(RuntimeError):
@@ -41,6 +40,12 @@ def make_prior(cfg: dict, data: Dataset) -> Prior:
         return NormalPrior(shape, cfg["prior_std"], clamp=bounded)
     if cfg["prior"] == "up":
         return UniformPrior(shape, clamp=True)
+    if cfg["prior"] == "domain":
+        source = load_source_dataset(cfg)
+        if source.sample_shape != shape:
+            raise TrainingError(f"source '{cfg['source']}' has samples of shape {source.sample_shape}, "
+                                f"the data {shape}")
+        return DomainPrior(source, cfg["source"])
     rank = cfg["prior_rank"]
     if rank == -1:  # full covariance is d x d: 9.6 GB in fp32 at 128 x 128 x 3
         rank = 0 if math.prod(shape) <= FULL_COVARIANCE_MAX_DIM else LOW_RANK_DEFAULT
@@ -175,7 +180,8 @@ class Trainer:
             if k in ARCHITECTURE_KEYS and v != cfg[k]:
                 raise TrainingError(f"cannot change '{k}' when resuming ({cfg[k]!r} -> {v!r}); start a new run")
             cfg[k] = v
-        t = cls(cfg, out_dir, prior=prior_from_state(ckpt["prior"]), quiet=quiet)
+        prior = None if ckpt["prior"]["kind"] == "input" else prior_from_state(ckpt["prior"])
+        t = cls(cfg, out_dir, prior=prior, quiet=quiet)
         t.model.load_state_dict(ckpt["model"])
         if ckpt.get("optim"):
             t.optim.load_state_dict(ckpt["optim"])
@@ -188,6 +194,7 @@ class Trainer:
 
     # --- the loop --------------------------------------------------------------------------
     def _write_grid(self) -> None:
+        from .pictures import picture_of, save_png
         x = self.sample(self.cfg["grid_size"], seed=self.cfg["seed"] + 1)
         save_png(picture_of(x.numpy()), self.out / "samples" / f"step_{self.step:07d}.png")
 

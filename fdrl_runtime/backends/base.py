@@ -27,11 +27,16 @@ class Backend:
             raise BackendError(f"backend {self.name} runs {', '.join(self.precisions)}, not {precision}")
         self.artifact, self.device, self.precision, self.threads = artifact, device, precision, threads
 
-    def drift(self, x):
+    def drift(self, x, y=None):
+        """grad_x f'(r(x)) (or of r(x|y) for a class-conditional artifact, labels y)."""
         raise NotImplementedError
 
-    def run_steps(self, x, noise_block, eta: float, nu: float):
-        return euler_steps(self.drift, x, noise_block, eta, nu)
+    def run_steps(self, x, noise_block, eta: float, nu: float, y=None):
+        return euler_steps(lambda x_: self.drift(x_, y), x, noise_block, eta, nu)
+
+    def labels(self, y: np.ndarray):
+        """Class labels in this backend's array type."""
+        return self.from_numpy(y)
 
     def draws(self, seed: int, ids: np.ndarray) -> Draws:
         return numpy_draws(seed, ids)

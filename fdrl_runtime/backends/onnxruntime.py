@@ -47,13 +47,15 @@ class OnnxRuntimeBackend(Backend):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(self.artifact.payload, so, providers=["CPUExecutionProvider"])
 
-    def drift(self, x: np.ndarray) -> np.ndarray:
-        if self.pool is None or x.shape[0] < 2 * self.workers:
-            return self.sessions[0].run(["drift"], {"x": x})[0]
-        parts = np.array_split(x, self.workers)
-        futures = [self.pool.submit(s.run, ["drift"], {"x": p}) for s, p in zip(self.sessions[1:], parts[1:])]
-        first = self.sessions[0].run(["drift"], {"x": parts[0]})[0]
-        return np.concatenate([first] + [f.result()[0] for f in futures])
+    def drift(self, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        feeds = [{"x": x} if y is None else {"x": x, "y": y}]
+        if self.pool is not None and x.shape[0] >= 2 * self.workers:
+            xs = np.array_split(x, self.workers)
+            ys = [None] * self.workers if y is None else np.array_split(y, self.workers)
+            feeds = [{"x": a} if b is None else {"x": a, "y": b} for a, b in zip(xs, ys)]
+        futures = [self.pool.submit(s.run, ["drift"], f) for s, f in zip(self.sessions[1:], feeds[1:])]
+        first = self.sessions[0].run(["drift"], feeds[0])[0]
+        return first if not futures else np.concatenate([first] + [f.result()[0] for f in futures])
 
     def close(self):
         if self.pool is not None:

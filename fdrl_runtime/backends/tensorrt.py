@@ -135,7 +135,9 @@ class TensorRTBackend(Backend):
             if not self.context.execute_async_v3(self.stream):
                 raise BackendError("TensorRT enqueue failed")
 
-    def run_steps(self, x, noise_block, eta, nu):
+    def run_steps(self, x, noise_block, eta, nu, y=None):
+        if y is not None:
+            raise BackendError("class-conditional TensorRT engines are not supported; use the .onnx or .pt2 artifact")
         cudart = self.cudart
         steps = len(noise_block)
         batch = x.shape[0]

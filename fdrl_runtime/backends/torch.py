@@ -49,14 +49,14 @@ class TorchBackend(Backend):
         keys = sample_keys(int(seed), torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(dev))
         return Draws(torch, keys, lambda a: a.to(torch.float32), lambda n: torch.arange(n, dtype=torch.int64, device=dev))
 
-    def drift(self, x):
+    def drift(self, x, y=None):
         torch = self.torch
         with torch.no_grad(), torch.autocast(self.dev.type, dtype=self.autocast, enabled=self.autocast is not None):
-            return self.module(x)[0].float()
+            return (self.module(x) if y is None else self.module(x, y))[0].float()
 
-    def run_steps(self, x, noise_block, eta, nu):
-        if self.dev.type != "cuda" or len(noise_block) != NOISE_BLOCK:
-            return euler_steps(self.drift, x, noise_block, eta, nu)
+    def run_steps(self, x, noise_block, eta, nu, y=None):
+        if self.dev.type != "cuda" or len(noise_block) != NOISE_BLOCK or y is not None:
+            return euler_steps(lambda x_: self.drift(x_, y), x, noise_block, eta, nu)
         return self._replay(x, noise_block, eta, nu)
 
     def _replay(self, x, noise_block, eta, nu):

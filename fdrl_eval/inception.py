@@ -1,0 +1,75 @@
+"""FID and KID on Inception-v3 pool features, with weights that must already be on disk.
+
+The standard FID network is pytorch-fid's port of the TensorFlow Inception
+(pt_inception-2015-12-05-6726825d.pth). Nothing is downloaded: the file is looked up in
+--inception-weights, $FDRL_INCEPTION_WEIGHTS, then torch's hub cache. Statistics files
+are the reference's and pytorch-fid's format: an .npz with `mu` and `sigma`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .samples import EvalError
+
+WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def find_weights(given: str | None = None) -> Path:
+    candidates = [given, os.environ.get("FDRL_INCEPTION_WEIGHTS")]
+    torch_home = os.environ.get("TORCH_HOME", str(Path.home() / ".cache" / "torch"))
+    candidates.append(str(Path(torch_home) / "hub" / "checkpoints" / WEIGHTS_NAME))
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    raise EvalError(f"FID needs the Inception weights {WEIGHTS_NAME} on disk (nothing is downloaded): "
+                    f"put it at {candidates[-1]} or pass --inception-weights FILE")
+
+
+def inception_features(images: np.ndarray, weights: Path, batch: int = 50) -> np.ndarray:
+    """2048-d pool features of [N, C, H, W] images in [-1, 1] (grey images repeated to RGB).
+
+    pytorch-fid loads its weights through torch's hub cache; pointing TORCH_HOME at a
+    folder that holds (a link to) `weights` makes that load local."""
+    import tempfile
+    try:
+        import torch
+        from pytorch_fid.inception import InceptionV3
+    except ImportError:
+        raise EvalError("FID/KID need pytorch-fid (and the torchvision it imports): pip install pytorch-fid; "
+                        "without them use --metric digit-fd (MNIST) or mmd (points)") from None
+    with tempfile.TemporaryDirectory() as home:
+        cache = Path(home) / "hub" / "checkpoints"
+        cache.mkdir(parents=True)
+        (cache / WEIGHTS_NAME).symlink_to(Path(weights).resolve())
+        old = os.environ.get("TORCH_HOME")
+        os.environ["TORCH_HOME"] = home
+        try:
+            model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+        finally:
+            if old is None:
+                os.environ.pop("TORCH_HOME")
+            else:
+                os.environ["TORCH_HOME"] = old
+    feats = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = (torch.from_numpy(images[i:i + batch]).float() + 1) / 2  # pytorch-fid takes [0, 1]
+            x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
+            feats.append(model(x)[0].flatten(1).numpy())
+    return np.concatenate(feats)
+
+
+def read_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return z["mu"], z["sigma"]
+    except (OSError, KeyError, ValueError) as e:
+        raise EvalError(f"{p} is not a statistics file (an .npz with mu and sigma): {e}") from None
+
+
+def write_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None:
+    np.savez(path, mu=mu, sigma=sigma)

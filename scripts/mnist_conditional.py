@@ -1,0 +1,78 @@
+"""Class-conditional MNIST (issue 7, Show 1): the unconditional mnist model composed with
+the L2-robust classifier, r(x|y) = r(x) / (N p(y|x))^phi, exported and sampled per class;
+an independently trained classifier (fdrl_train/assets/mnist_classifier.pt, not the one
+that steers) labels the samples.
+
+    python scripts/train_robust_classifier.py     # once (~5 min)
+    python scripts/mnist_conditional.py [--run runs/mnist] [--phis 0.1,0.5,1,2]
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fdrl_eval.samples import load_samples
+from fdrl_train.classifier import ROBUST_WEIGHTS, load_digit_classifier, predict
+from fdrl_train.pictures import image_grid, save_png
+
+
+def sh(*cmd):
+    subprocess.run([sys.executable, "-m", *cmd], check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", default="runs/mnist")
+    ap.add_argument("--out", default="docs")
+    ap.add_argument("--phis", default="0.1,0.5,1,2")
+    ap.add_argument("--n", type=int, default=50, help="samples per class")
+    args = ap.parse_args()
+    run, out = Path(args.run), Path(args.out)
+    judge = load_digit_classifier()
+    rows = []
+    # The unconditional model's rate: how often a sample is labelled y at all.
+    sh("fdrl_runtime.cli", "--engine", str(run / "model.onnx"), "-n", str(10 * args.n), "--out", str(run / "uncond"),
+       "--format", "npz", "--overwrite", "--quiet", "--seed", "31")
+    labels = predict(judge, torch.from_numpy(load_samples(run / "uncond"))).argmax(1).numpy()
+    uncond = [float((labels == y).mean()) for y in range(10)]
+    best = None
+    for phi in [float(p) for p in args.phis.split(",")]:
+        art = run / f"cond_phi{phi:g}.onnx"
+        sh("fdrl_export.cli", str(run / "last.pt"), str(art), "--classifier", str(ROBUST_WEIGHTS), "--phi", str(phi))
+        per_class, grid = [], []
+        for y in range(10):
+            d = run / f"cond_phi{phi:g}_{y}"
+            sh("fdrl_runtime.cli", "--engine", str(art), "-n", str(args.n), "--class", str(y), "--out", str(d),
+               "--format", "npz", "--overwrite", "--quiet", "--seed", "31")
+            x = load_samples(d)
+            per_class.append(float((predict(judge, torch.from_numpy(x)).argmax(1).numpy() == y).mean()))
+            grid.append(x[:10])
+        rows.append((phi, per_class))
+        print(phi, np.mean(per_class), flush=True)
+        if best is None or np.mean(per_class) > np.mean(best[1]):
+            best = (phi, per_class, np.concatenate(grid))
+    save_png(image_grid(best[2], ncol=10), out / "mnist_conditional.png")
+    lines = ["# Class-conditional MNIST-5k", "",
+             "The unconditional `mnist` model (LSIF-Pearson) composed with the L2-robust classifier",
+             "(`scripts/train_robust_classifier.py`, resnet28), exported with `fdrl-export --classifier` (the",
+             f"composed drift passes the float64 check) and sampled with `fdrl-infer --class y`, {args.n} per class.",
+             "The judge is the separately trained digit classifier, not the one that steers.", "",
+             "    python scripts/train_robust_classifier.py && python scripts/mnist_conditional.py", "",
+             "| φ | " + " | ".join(f"y={y}" for y in range(10)) + " | mean |",
+             "| ---: | " + " | ".join("---:" for _ in range(10)) + " | ---: |",
+             "| unconditional (share labelled y) | " + " | ".join(f"{u:.0%}" for u in uncond)
+             + f" | {np.mean(uncond):.0%} |"]
+    for phi, pc in rows:
+        lines.append(f"| {phi:g} | " + " | ".join(f"{v:.0%}" for v in pc) + f" | {np.mean(pc):.1%} |")
+    lines += ["", f"`mnist_conditional.png`: rows y = 0..9 at φ = {best[0]:g}. Target (issue 7): ≥ 90% labelled y."]
+    (out / "mnist_conditional.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
