@@ -29,17 +29,42 @@ class GraphFlow:
       core; for convolutions on a few cores that beats one batch on all of them
       (MNIST ResNet, batch 64, 2 cores: see benchmarks/NOTES.md).
     - channels_last: NHWC activations and weights, oneDNN's preferred layout on CPU.
+    - cuda_graphs: on a GPU a chunk is captured once per batch shape and replayed; the
+      captured weights are static buffers the current weights are copied into, so the
+      graph stays valid while the optimiser changes them.
     """
 
     def __init__(self, graph: DriftGraph, eta: float, nu: float, compile: bool = False, chunk: int = 10,
-                 workers: int = 1, channels_last: bool = False):
+                 workers: int = 1, channels_last: bool = False, cuda_graphs: bool = False):
         self.graph, self.eta, self.nu, self.chunk = graph, float(eta), float(nu), chunk
-        self.workers, self.channels_last = max(1, workers), channels_last
+        self.workers, self.channels_last, self.cuda_graphs = max(1, workers), channels_last, cuda_graphs
         self._run_chunk = torch.compile(self._chunk, dynamic=False) if compile else self._chunk
         self._pool = None
+        self._graphs: dict[tuple, tuple] = {}
 
     def _chunk(self, weights, x, xi):
         return flow(lambda x_: self.graph(weights, x_)[0], x, xi.shape[0], self.eta, self.nu, lambda k: xi[k])
+
+    def _graph_chunk(self, weights, x, xi):
+        key = (tuple(x.shape), x.dtype, xi.shape[0], torch.is_autocast_enabled())
+        if key not in self._graphs:
+            w_buf, x_buf, xi_buf = [w.clone() for w in weights], x.clone(), xi.clone()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm up outside the capture
+                self._chunk(w_buf, x_buf.clone(), xi_buf)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self._chunk(w_buf, x_buf, xi_buf)
+            self._graphs[key] = (graph, w_buf, x_buf, xi_buf, out)
+        graph, w_buf, x_buf, xi_buf, out = self._graphs[key]
+        for buf, w in zip(w_buf, weights):
+            buf.copy_(w)
+        x_buf.copy_(x)
+        xi_buf.copy_(xi)
+        graph.replay()
+        return out.clone()  # the next replay overwrites `out`
 
     def _parallel_chunk(self, weights, x, xi):
         if self._pool is None:
@@ -72,7 +97,10 @@ class GraphFlow:
                 else:
                     xi = torch.randn((n, total) + tuple(x.shape[1:]), generator=g)[:, rows]
                 xi = xi.to(device=x.device, dtype=x.dtype)
-                x = (self._parallel_chunk if parallel else self._run_chunk)(weights, x, xi)
+                if self.cuda_graphs and x.is_cuda and n == self.chunk:
+                    x = self._graph_chunk(weights, x, xi)
+                else:
+                    x = (self._parallel_chunk if parallel else self._run_chunk)(weights, x, xi)
                 done += n
         finally:
             if parallel:

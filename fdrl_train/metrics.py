@@ -39,7 +39,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     inner = root1 @ s2 @ root1
     tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (inner + inner.T)), 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
+    fd = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
+    return max(fd, 0.0)  # >= 0 exactly; rounding can make identical sets come out at -1e-12
 
 
 def feature_stats(features):

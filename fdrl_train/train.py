@@ -52,8 +52,12 @@ def make_prior(cfg: dict, data: Dataset) -> Prior:
     return GaussianPrior.fit(data.batches(), shape, clamp=bounded, rank=rank)
 
 
-def make_flow(graph: DriftGraph, cfg: dict, image: bool) -> GraphFlow:
-    """The flow as configured; image models get NHWC and one worker per core (NOTES.md)."""
+def make_flow(graph: DriftGraph, cfg: dict, image: bool, on_gpu: bool = False) -> GraphFlow:
+    """The flow as configured. On a CPU image models get NHWC and one worker per core
+    (NOTES.md); on a GPU, chunks of steps are replayed as CUDA graphs."""
+    if on_gpu:
+        return GraphFlow(graph, cfg["eta"], cfg["noise"], compile=cfg["compile_flow"], channels_last=image,
+                         cuda_graphs=not cfg["compile_flow"])
     workers = cfg["flow_workers"] or (torch.get_num_threads() if image and not cfg["compile_flow"] else 1)
     return GraphFlow(graph, cfg["eta"], cfg["noise"], compile=cfg["compile_flow"], workers=workers,
                      channels_last=image)
@@ -91,7 +95,7 @@ class Trainer:
         self.step = 0
         self.gen = torch.Generator().manual_seed(cfg["seed"])
         self.drift = DriftGraph(plain_twin(cfg, self.shape), self.divergence, self.shape)
-        self.flow = make_flow(self.drift, cfg, image=len(self.shape) == 3)
+        self.flow = make_flow(self.drift, cfg, image=len(self.shape) == 3, on_gpu=dev.type == "cuda")
 
     # --- one step of Algorithm 1 -------------------------------------------------------
     def current_weights(self, state: dict | None = None) -> list[torch.Tensor]:
@@ -144,7 +148,8 @@ class Trainer:
                 "lr": lr_at(cfg, self.step - 1)}
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cfg["amp"] == "bf16")
+        # No autocast weight cache: the flow's CUDA graphs must see this step's weights.
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cfg["amp"] == "bf16", cache_enabled=False)
 
     # --- sampling (Algorithm 2) ----------------------------------------------------------
     def sample(self, n: int, steps: int | None = None, weights: str = "ema", seed: int = 0) -> torch.Tensor:
