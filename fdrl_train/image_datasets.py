@@ -91,33 +91,43 @@ def load_cifar10(data_dir: str | Path) -> ArrayImageDataset:
     return ArrayImageDataset("cifar10", np.concatenate([read(f) for f in files]), read(root / "test_batch"))
 
 
-class FolderImageDataset(Dataset):
-    """Image files under a folder (recursively), decoded per batch; a fixed held-out split."""
+class LazyImageDataset(Dataset):
+    """Items (files, lmdb keys) split once into train and test, decoded per batch."""
     value_range = (-1.0, 1.0)
 
+    def __init__(self, name: str, items: list, size: int, test_fraction: float):
+        if len(items) < 2:
+            raise DatasetError(f"dataset '{name}': found {len(items)} images; need at least 2")
+        self.name, self.size, self.sample_shape = name, size, (3, size, size)
+        perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(SPLIT_SEED)).numpy()
+        n_test = max(1, int(round(test_fraction * len(items))))
+        self.test_items = [items[i] for i in perm[:n_test]]
+        self.train_items = [items[i] for i in perm[n_test:]]
+
+    def _load(self, items) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self, n, g):
+        idx = torch.randint(0, len(self.train_items), (n,), generator=g).tolist()
+        return self._load([self.train_items[i] for i in idx])
+
+    def test_set(self, n=None):
+        return self._load(self.test_items if n is None else self.test_items[:n])
+
+    def batches(self, batch_size=256):
+        for i in range(0, len(self.train_items), batch_size):
+            yield self._load(self.train_items[i:i + batch_size])
+
+
+class FolderImageDataset(LazyImageDataset):
+    """Image files under a folder (recursively)."""
+
     def __init__(self, name: str, files: list[Path], size: int, crop: int | None, test_fraction: float):
-        if len(files) < 2:
-            raise DatasetError(f"dataset '{name}': found {len(files)} image files; need at least 2")
-        self.name, self.size, self.crop = name, size, crop
-        perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(SPLIT_SEED)).numpy()
-        n_test = max(1, int(round(test_fraction * len(files))))
-        self.test_files = [files[i] for i in perm[:n_test]]
-        self.train_files = [files[i] for i in perm[n_test:]]
-        self.sample_shape = (3, size, size)
+        super().__init__(name, files, size, test_fraction)
+        self.crop = crop
 
     def _load(self, files) -> torch.Tensor:
         return to_unit(np.stack([load_image(f, self.size, self.crop) for f in files]))
-
-    def sample(self, n, g):
-        idx = torch.randint(0, len(self.train_files), (n,), generator=g).tolist()
-        return self._load([self.train_files[i] for i in idx])
-
-    def test_set(self, n=None):
-        return self._load(self.test_files if n is None else self.test_files[:n])
-
-    def batches(self, batch_size=256):
-        for i in range(0, len(self.train_files), batch_size):
-            yield self._load(self.train_files[i:i + batch_size])
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -136,9 +146,8 @@ def load_image_folder(name: str, folder: str | Path, size: int, crop: int | None
     return FolderImageDataset(name, files, size, crop, test_fraction)
 
 
-class LmdbImageDataset(Dataset):
+class LmdbImageDataset(LazyImageDataset):
     """LSUN's lmdb: keys are image ids, values encoded images (webp/jpeg)."""
-    value_range = (-1.0, 1.0)
 
     def __init__(self, name: str, path: Path, size: int, test_fraction: float):
         try:
@@ -151,27 +160,11 @@ class LmdbImageDataset(Dataset):
             raise DatasetError(f"dataset '{name}': {path} is not an lmdb database ({e})") from None
         with self.env.begin() as txn:
             keys = [k for k, _ in txn.cursor()]
-        if len(keys) < 2:
-            raise DatasetError(f"dataset '{name}': {path} holds {len(keys)} images")
-        perm = torch.randperm(len(keys), generator=torch.Generator().manual_seed(SPLIT_SEED)).numpy()
-        n_test = max(1, int(round(test_fraction * len(keys))))
-        self.test_keys, self.train_keys = [keys[i] for i in perm[:n_test]], [keys[i] for i in perm[n_test:]]
-        self.name, self.size, self.sample_shape = name, size, (3, size, size)
+        super().__init__(name, keys, size, test_fraction)
 
     def _load(self, keys):
         with self.env.begin() as txn:
             return to_unit(np.stack([load_image(txn.get(k), self.size) for k in keys]))
-
-    def sample(self, n, g):
-        idx = torch.randint(0, len(self.train_keys), (n,), generator=g).tolist()
-        return self._load([self.train_keys[i] for i in idx])
-
-    def test_set(self, n=None):
-        return self._load(self.test_keys if n is None else self.test_keys[:n])
-
-    def batches(self, batch_size=256):
-        for i in range(0, len(self.train_keys), batch_size):
-            yield self._load(self.train_keys[i:i + batch_size])
 
 
 def load_image_dataset(cfg: dict) -> Dataset:

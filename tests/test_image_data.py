@@ -69,7 +69,7 @@ def test_any_image_folder_and_missing_folders(tmp_path):
         Image.fromarray(np.full((40, 50, 3), i * 40, np.uint8)).save(tmp_path / "imgs" / "sub" / f"{i}.png")
     ds = load_dataset(validate({"dataset": "folder", "data_dir": str(tmp_path / "imgs"), "img_size": 16,
                                 "model": "resnet64", "test_fraction": 0.2}))
-    assert ds.sample_shape == (3, 16, 16) and len(ds.train_files) == 4
+    assert ds.sample_shape == (3, 16, 16) and len(ds.train_items) == 4
     with pytest.raises(DatasetError, match="does not exist"):
         load_dataset(validate({"dataset": "celeba", "data_dir": str(tmp_path / "nope"), "model": "resnet64"}))
     with pytest.raises(DatasetError, match="missing data_batch_1"):
