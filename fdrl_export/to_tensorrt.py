@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .graph import ExportError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -77,9 +79,10 @@ def fp32_layer_names(network, trt) -> list[str]:
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         if layer.type == trt.LayerType.CONSTANT:
-            layer.__class__ = trt.IConstantLayer
-            w = layer.weights.numpy() if hasattr(layer.weights, "numpy") else None
-            if w is not None and w.size and float(abs(w).max()) > FP16_MAX:
+            layer.__class__ = trt.IConstantLayer  # the Python API's way to reach a layer's subtype
+            w = layer.weights
+            w = w.numpy() if hasattr(w, "numpy") else np.asarray(w)
+            if w.size and float(np.abs(w).max()) > FP16_MAX:
                 constants[layer.get_output(0).name] = True
     keep, wide_outputs = [], set()
     for i in range(network.num_layers):

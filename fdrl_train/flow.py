@@ -38,9 +38,23 @@ class GraphFlow:
                  workers: int = 1, channels_last: bool = False, cuda_graphs: bool = False):
         self.graph, self.eta, self.nu, self.chunk = graph, float(eta), float(nu), chunk
         self.workers, self.channels_last, self.cuda_graphs = max(1, workers), channels_last, cuda_graphs
-        self._run_chunk = torch.compile(self._chunk, dynamic=False) if compile else self._chunk
+        self._run_chunk = self._first_compiled_call if compile else self._chunk
+        self._compiled = torch.compile(self._chunk, dynamic=False) if compile else None
         self._pool = None
         self._graphs: dict[tuple, tuple] = {}
+
+    def _first_compiled_call(self, weights, x, xi):
+        """torch.compile needs a C++ compiler on the CPU; without one, say so once and go on eager."""
+        try:
+            out = self._compiled(weights, x, xi)
+            self._run_chunk = self._compiled
+        except Exception as e:  # inductor raises many kinds (missing compiler, unsupported op)
+            import warnings
+            warnings.warn(f"compile_flow: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                          "running the flow uncompiled", RuntimeWarning, stacklevel=2)
+            self._run_chunk = self._chunk
+            out = self._chunk(weights, x, xi)
+        return out
 
     def _chunk(self, weights, x, xi):
         return flow(lambda x_: self.graph(weights, x_)[0], x, xi.shape[0], self.eta, self.nu, lambda k: xi[k])

@@ -18,6 +18,7 @@ import torch
 
 from fdrl_eval.samples import load_samples
 from fdrl_train.classifier import ROBUST_WEIGHTS, load_digit_classifier, predict
+from fdrl_train.config import load_config
 from fdrl_train.pictures import image_grid, save_png
 
 
@@ -33,6 +34,8 @@ def main():
     ap.add_argument("--n", type=int, default=50, help="samples per class")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
+    cfg = load_config(str(run / "config.yaml"))
+    pairing = f"{cfg['loss']}-{cfg['divergence']}"
     judge = load_digit_classifier()
     rows = []
     # The unconditional model's rate: how often a sample is labelled y at all.
@@ -58,11 +61,11 @@ def main():
             best = (phi, per_class, np.concatenate(grid))
     save_png(image_grid(best[2], ncol=10), out / "mnist_conditional.png")
     lines = ["# Class-conditional MNIST-5k", "",
-             "The unconditional `mnist` model (LSIF-Pearson) composed with the L2-robust classifier",
+             f"The unconditional `mnist` model ({pairing}, run `{run}`) composed with the L2-robust classifier",
              "(`scripts/train_robust_classifier.py`, resnet28), exported with `fdrl-export --classifier` (the",
              f"composed drift passes the float64 check) and sampled with `fdrl-infer --class y`, {args.n} per class.",
              "The judge is the separately trained digit classifier, not the one that steers.", "",
-             "    python scripts/train_robust_classifier.py && python scripts/mnist_conditional.py", "",
+             f"    python scripts/train_robust_classifier.py && python scripts/mnist_conditional.py --run {run} --phis {args.phis}", "",
              "| φ | " + " | ".join(f"y={y}" for y in range(10)) + " | mean |",
              "| ---: | " + " | ".join("---:" for _ in range(10)) + " | ---: |",
              "| unconditional (share labelled y) | " + " | ".join(f"{u:.0%}" for u in uncond)

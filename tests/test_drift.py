@@ -5,7 +5,7 @@ import torch
 from conftest import per_sample_rel_err
 from fdrl_train.config import validate
 from fdrl_train.drift import DriftGraph
-from fdrl_train.flow import flow
+from fdrl_train.flow import GraphFlow, flow
 from fdrl_train.losses import DIVERGENCES
 from fdrl_train.models import build_model, plain_params, plain_twin
 
@@ -97,3 +97,21 @@ def test_flow_is_euler_maruyama():
     for k in range(5):
         want = 0.9 * want + 0.5 * xi[k]
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_a_failing_compile_falls_back_to_the_same_eager_flow():
+    # Without a C++ compiler torch.compile raises on the first call: warn once, run eager.
+    cfg, m = make("mlp")
+    graph = DriftGraph(plain_twin(cfg, (2,)), DIVERGENCES["Pearson"], (2,))
+    w = graph.weights({k: v.detach() for k, v in plain_params(m).items()})
+    x = torch.randn(16, 2)
+    eager = GraphFlow(graph, 0.5, 0.1)(w, x, 12, torch.Generator().manual_seed(3))
+    broken = GraphFlow(graph, 0.5, 0.1, compile=True)
+
+    def no_compiler(*a):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+    broken._compiled = no_compiler
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        got = broken(w, x, 12, torch.Generator().manual_seed(3))
+    assert torch.equal(got, eager)
+    assert broken._run_chunk == broken._chunk  # later chunks skip the failing compile
