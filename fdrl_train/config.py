@@ -17,8 +17,9 @@ DATASETS = (
     "chasm", "8gaussians", "25gaussians", "swissroll", "digits", "mnist",
     "cifar10", "celeba", "lsun_church", "cat2dog", "folder", "mnist_thick",
 )
-# Source domains for unpaired translation (prior: domain): each pairs with targets above.
-SOURCES = ("mnist", "cat2dog_a")
+# Source domains for unpaired translation (prior: domain): each pairs with targets above;
+# "folder" is any folder of images (source_dir), e.g. another generator's samples to refine.
+SOURCES = ("mnist", "cat2dog_a", "folder")
 MODELS = ("mlp", "resnet8", "resnet28", "resnet32", "resnet64", "resnet64_shallow", "resnet128")
 LOSSES = ("LSIF", "LR", "KL")
 DIVERGENCES = ("Pearson", "KL", "JS", "logD")
@@ -60,6 +61,7 @@ SCHEMA: dict[str, Key] = {
     "prior_std": Key(1.0, float, _positive, "a positive number"),
     "source": Key(None, (str, type(None)), lambda v: v is None or v in SOURCES,
                   "a source domain for prior: domain (" + ", ".join(SOURCES) + ")"),
+    "source_dir": Key(None, (str, type(None)), None, "a folder of images (source: folder)"),
     "prior_rank": Key(-1, int, lambda v: v >= -1, "-1 (full covariance up to 64x64x3, rank 256 above), "
                       "0 (full) or a rank k > 0 (low rank plus diagonal)"),
     "steps": Key(1000, int, _positive, "a positive integer"),
@@ -120,6 +122,9 @@ def validate(raw: dict) -> dict:
     if (cfg["prior"] == "domain") != (cfg["source"] is not None):
         raise ConfigError("config keys 'prior'/'source': translation needs both prior: domain and a source "
                           f"({', '.join(SOURCES)}); other priors take no source")
+    if (cfg["source"] == "folder") != (cfg["source_dir"] is not None):
+        raise ConfigError("config keys 'source'/'source_dir': source: folder reads its images from source_dir "
+                          "(--set source_dir=PATH); other sources take no source_dir")
     if cfg["divergence"] not in VALID_PAIRINGS[cfg["loss"]]:
         pairs = "; ".join(f"{l} with {'/'.join(d)}" for l, d in VALID_PAIRINGS.items())
         raise ConfigError(f"config keys 'loss'/'divergence': {cfg['loss']} with {cfg['divergence']} "

@@ -137,8 +137,9 @@ def halves(ds: TensorImageDataset, which: int) -> TensorImageDataset:
     return ds
 
 
-def load_source_dataset(cfg: dict) -> Dataset:
-    """The source domain of an unpaired translation (the prior q')."""
+def load_source_dataset(cfg: dict, shape: tuple) -> Dataset:
+    """The source domain of an unpaired translation (the prior q'); a folder is read at the
+    data's `shape` (channels, size), since q' and p share the sample space."""
     if cfg["source"] == "mnist":
         return halves(load_mnist_dataset(cfg["test_fraction"]), 0)
     if cfg["source"] == "cat2dog_a":
@@ -148,6 +149,12 @@ def load_source_dataset(cfg: dict) -> Dataset:
             raise DatasetError("source 'cat2dog_a' is read from data_dir/trainA: set data_dir")
         return load_image_folder("cat2dog_a", Path(cfg["data_dir"]) / "trainA", 64, None, cfg["test_fraction"],
                                  "the source domain's images in trainA/")
+    if cfg["source"] == "folder":
+        from .image_datasets import load_image_folder
+        if len(shape) != 3 or shape[0] not in (1, 3) or shape[1] != shape[2]:
+            raise DatasetError(f"source 'folder' holds square images; the data's samples have shape {list(shape)}")
+        return load_image_folder("source", cfg["source_dir"], shape[1], None, cfg["test_fraction"],
+                                 "the source domain's images (source_dir)", channels=shape[0])
     raise DatasetError(f"unknown source domain '{cfg['source']}'")
 
 

@@ -24,17 +24,19 @@ def to_unit(u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def load_image(path_or_bytes, size: int, crop: int | None = None) -> np.ndarray:
-    """RGB uint8 [size, size, 3]: centre crop (`crop`, or the largest square), then resize."""
+def load_image(path_or_bytes, size: int, crop: int | None = None, channels: int = 3) -> np.ndarray:
+    """uint8 [size, size, channels] (RGB or grey): centre crop (`crop`, or the largest square), then resize."""
     from PIL import Image
-    img = Image.open(io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes).convert("RGB")
+    img = Image.open(io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes)
+    img = img.convert("RGB" if channels == 3 else "L")
     w, h = img.size
     c = min(crop or min(w, h), w, h)
     left, top = (w - c) // 2, (h - c) // 2
     img = img.crop((left, top, left + c, top + c))
     if img.size != (size, size):
         img = img.resize((size, size), Image.BICUBIC)
-    return np.asarray(img, dtype=np.uint8)
+    a = np.asarray(img, dtype=np.uint8)
+    return a if a.ndim == 3 else a[..., None]
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -95,10 +97,10 @@ class LazyImageDataset(Dataset):
     """Items (files, lmdb keys) split once into train and test, decoded per batch."""
     value_range = (-1.0, 1.0)
 
-    def __init__(self, name: str, items: list, size: int, test_fraction: float):
+    def __init__(self, name: str, items: list, size: int, test_fraction: float, channels: int = 3):
         if len(items) < 2:
             raise DatasetError(f"dataset '{name}': found {len(items)} images; need at least 2")
-        self.name, self.size, self.sample_shape = name, size, (3, size, size)
+        self.name, self.size, self.channels, self.sample_shape = name, size, channels, (channels, size, size)
         perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(SPLIT_SEED)).numpy()
         n_test = max(1, int(round(test_fraction * len(items))))
         self.test_items = [items[i] for i in perm[:n_test]]
@@ -122,12 +124,13 @@ class LazyImageDataset(Dataset):
 class FolderImageDataset(LazyImageDataset):
     """Image files under a folder (recursively)."""
 
-    def __init__(self, name: str, files: list[Path], size: int, crop: int | None, test_fraction: float):
-        super().__init__(name, files, size, test_fraction)
+    def __init__(self, name: str, files: list[Path], size: int, crop: int | None, test_fraction: float,
+                 channels: int = 3):
+        super().__init__(name, files, size, test_fraction, channels)
         self.crop = crop
 
     def _load(self, files) -> torch.Tensor:
-        return to_unit(np.stack([load_image(f, self.size, self.crop) for f in files]))
+        return to_unit(np.stack([load_image(f, self.size, self.crop, self.channels) for f in files]))
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -135,7 +138,7 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def load_image_folder(name: str, folder: str | Path, size: int, crop: int | None, test_fraction: float,
-                      expected: str) -> FolderImageDataset:
+                      expected: str, channels: int = 3) -> FolderImageDataset:
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"dataset '{name}': expected {expected} at {folder}, which does not exist (check data_dir)")
@@ -143,7 +146,7 @@ def load_image_folder(name: str, folder: str | Path, size: int, crop: int | None
     if not files:
         raise DatasetError(f"dataset '{name}': no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}; "
                            f"expected {expected}")
-    return FolderImageDataset(name, files, size, crop, test_fraction)
+    return FolderImageDataset(name, files, size, crop, test_fraction, channels)
 
 
 class LmdbImageDataset(LazyImageDataset):

@@ -41,7 +41,7 @@ def make_prior(cfg: dict, data: Dataset) -> Prior:
     if cfg["prior"] == "up":
         return UniformPrior(shape, clamp=True)
     if cfg["prior"] == "domain":
-        source = load_source_dataset(cfg)
+        source = load_source_dataset(cfg, shape)
         if source.sample_shape != shape:
             raise TrainingError(f"source '{cfg['source']}' has samples of shape {source.sample_shape}, "
                                 f"the data {shape}")

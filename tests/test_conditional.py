@@ -96,3 +96,44 @@ def test_translation_config_errors():
         validate({"prior": "domain"})
     with pytest.raises(ConfigError, match="source"):
         validate({"prior": "ddp", "source": "mnist"})
+
+
+def test_refinement_prior_is_a_folder_of_another_generators_images(tmp_path):
+    # DGflow: FDRL whose prior is a generator's samples; fdrl-infer --init refines them.
+    from PIL import Image
+    from fdrl_train.datasets import load_mnist_dataset
+    from fdrl_train.train import make_prior
+    gen = tmp_path / "generator"
+    gen.mkdir()
+    imgs = ((load_mnist_dataset(0.1).test_images[:12, 0].numpy() + 1) * 127.5).round().astype(np.uint8)
+    for i, im in enumerate(imgs):
+        Image.fromarray(im).save(gen / f"{i:03d}.png")
+    out = tmp_path / "refine"
+    sets = ["prior=domain", "source=folder", f"source_dir={gen}"]
+    p = run_cli("fdrl_train.cli", "--config", "mnist", "--out", str(out), "--quiet", "--set", "steps=2",
+                "flow_steps=2", "refine_steps=0", "batch_size=8", "sample_every=0", *sets)
+    assert p.returncode == 0, p.stderr
+    # The prior draws exactly the folder's images, grey at the data's shape.
+    from fdrl_train.config import load_config
+    cfg = load_config("mnist", sets)
+    prior = make_prior(cfg, load_mnist_dataset(cfg["test_fraction"]))
+    draws = ((prior.sample(64, torch.Generator().manual_seed(0)).reshape(64, 28, 28) + 1) * 127.5).round()
+    known = {im.tobytes() for im in imgs}
+    assert all(d.numpy().astype(np.uint8).tobytes() in known for d in draws)
+    export(out / "last.pt", tmp_path / "r.onnx", ExportOptions(check=False))
+    p = run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "r.onnx"), "--init", str(gen), "--out",
+                str(tmp_path / "o"), "--format", "npz", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert read_samples(tmp_path / "o")[1].shape == (12, 28, 28, 1)
+
+
+def test_refinement_config_errors(tmp_path):
+    from fdrl_train.config import ConfigError, validate
+    with pytest.raises(ConfigError, match="source_dir"):
+        validate({"prior": "domain", "source": "folder"})
+    with pytest.raises(ConfigError, match="source_dir"):
+        validate({"prior": "domain", "source": "mnist", "source_dir": "x"})
+    p = run_cli("fdrl_train.cli", "--config", "mnist", "--out", str(tmp_path / "r"), "--quiet", "--set",
+                "prior=domain", "source=folder", f"source_dir={tmp_path / 'missing'}")
+    assert_user_error(p, "source_dir")
+    assert not (tmp_path / "r" / "last.pt").exists()
