@@ -92,3 +92,14 @@ def max_weight_spread(place: Placement, model: torch.nn.Module) -> float:
         spread = torch.maximum(spread, (v.detach() - ref).abs().max().double())
     dist.all_reduce(spread, op=dist.ReduceOp.MAX)
     return float(spread)
+
+
+def finish(place: Placement) -> None:
+    """End the process group together: a rank that exits while another still holds its
+    connections can make that one abort (SIGABRT in gloo's teardown)."""
+    if place.world == 1:
+        return
+    import torch.distributed as dist
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -18,7 +18,7 @@ from .drift import DriftGraph
 from .flow import GraphFlow
 from .losses import get_pairing
 from .models import build_model, plain_params, plain_twin
-from .distributed import all_mean, any_rank, from_main, max_weight_spread, setup
+from .distributed import all_mean, any_rank, finish, from_main, max_weight_spread, setup
 from .priors import DomainPrior, GaussianPrior, NormalPrior, Prior, UniformPrior, prior_from_state
 
 # Keys that fix what a run is; a resumed run may change the others (steps, logging...).
@@ -243,5 +243,6 @@ class Trainer:
             if main:
                 (self.out / "distributed.json").write_text(json.dumps(
                     {"world_size": self.place.world, "step": self.step, "max_weight_spread": spread}) + "\n")
+            finish(self.place)
         return last
 

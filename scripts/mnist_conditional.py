@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--out", default="docs")
     ap.add_argument("--phis", default="0.1,0.5,1,2")
     ap.add_argument("--n", type=int, default=50, help="samples per class")
+    ap.add_argument("--reuse", action="store_true", help="keep sample folders an earlier run of this script wrote")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
     cfg = load_config(str(run / "config.yaml"))
@@ -39,19 +40,22 @@ def main():
     judge = load_digit_classifier()
     rows = []
     # The unconditional model's rate: how often a sample is labelled y at all.
-    sh("fdrl_runtime.cli", "--engine", str(run / "model.onnx"), "-n", str(10 * args.n), "--out", str(run / "uncond"),
-       "--format", "npz", "--overwrite", "--quiet", "--seed", "31")
+    if not (args.reuse and (run / "uncond" / "summary.json").is_file()):
+        sh("fdrl_runtime.cli", "--engine", str(run / "model.onnx"), "-n", str(10 * args.n), "--out",
+           str(run / "uncond"), "--format", "npz", "--overwrite", "--quiet", "--seed", "31")
     labels = predict(judge, torch.from_numpy(load_samples(run / "uncond"))).argmax(1).numpy()
     uncond = [float((labels == y).mean()) for y in range(10)]
     best = None
     for phi in [float(p) for p in args.phis.split(",")]:
         art = run / f"cond_phi{phi:g}.onnx"
-        sh("fdrl_export.cli", str(run / "last.pt"), str(art), "--classifier", str(ROBUST_WEIGHTS), "--phi", str(phi))
+        if not (args.reuse and art.is_file()):
+            sh("fdrl_export.cli", str(run / "last.pt"), str(art), "--classifier", str(ROBUST_WEIGHTS), "--phi", str(phi))
         per_class, grid = [], []
         for y in range(10):
             d = run / f"cond_phi{phi:g}_{y}"
-            sh("fdrl_runtime.cli", "--engine", str(art), "-n", str(args.n), "--class", str(y), "--out", str(d),
-               "--format", "npz", "--overwrite", "--quiet", "--seed", "31")
+            if not (args.reuse and (d / "summary.json").is_file()):
+                sh("fdrl_runtime.cli", "--engine", str(art), "-n", str(args.n), "--class", str(y), "--out", str(d),
+                   "--format", "npz", "--overwrite", "--quiet", "--seed", "31")
             x = load_samples(d)
             per_class.append(float((predict(judge, torch.from_numpy(x)).argmax(1).numpy() == y).mean()))
             grid.append(x[:10])
