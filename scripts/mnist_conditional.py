@@ -5,7 +5,7 @@ that steers) labels the samples.
 
     python scripts/train_robust_classifier.py     # once (~5 min)
     python scripts/mnist_quality.py               # trains runs/mnist_lrkl (LR-KL), among others
-    python scripts/mnist_conditional.py [--run runs/mnist_lrkl] [--phis 0.1,0.3,1,3,10,30,1@80,3@80]
+    python scripts/mnist_conditional.py [--run runs/mnist_lrkl] [--phis 0.1,0.3,1,2,3,5,10,30,1@80,3@80]
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="runs/mnist_lrkl", help="an mnist run (LR-KL: scripts/mnist_quality.py trains it)")
     ap.add_argument("--out", default="docs")
-    ap.add_argument("--phis", default="0.1,0.3,1,3,10,30,1@80,3@80",
+    ap.add_argument("--phis", default="0.1,0.3,1,2,3,5,10,30,1@80,3@80",
                     help="φ values; φ@S samples with S flow steps instead of the artifact's K + κ")
     ap.add_argument("--n", type=int, default=50, help="samples per class")
     ap.add_argument("--reuse", action="store_true", help="keep sample folders an earlier run of this script wrote")
