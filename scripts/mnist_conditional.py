@@ -5,7 +5,7 @@ that steers) labels the samples.
 
     python scripts/train_robust_classifier.py     # once (~5 min)
     python scripts/mnist_quality.py               # trains runs/mnist_lrkl (LR-KL), among others
-    python scripts/mnist_conditional.py [--run runs/mnist_lrkl] [--phis 0.1,0.3,1,2,3,5,10,30,1@80,3@80]
+    python scripts/mnist_conditional.py [--run runs/mnist_lrkl] [--phis 0.1,0.3,1,2,3,5,10,3@80]
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fdrl_eval.samples import load_samples
-from fdrl_train.classifier import ROBUST_WEIGHTS, load_digit_classifier, predict
+from fdrl_train.classifier import ROBUST_WEIGHTS, load_classifier_checkpoint, load_digit_classifier, predict
 from fdrl_train.config import load_config
 from fdrl_train.pictures import image_grid, save_png
 
@@ -31,9 +31,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="runs/mnist_lrkl", help="an mnist run (LR-KL: scripts/mnist_quality.py trains it)")
     ap.add_argument("--out", default="docs")
-    ap.add_argument("--phis", default="0.1,0.3,1,2,3,5,10,30,1@80,3@80",
+    ap.add_argument("--phis", default="0.1,0.3,1,2,3,5,10,3@80",
                     help="φ values; φ@S samples with S flow steps instead of the artifact's K + κ")
     ap.add_argument("--n", type=int, default=50, help="samples per class")
+    ap.add_argument("--classifier", default=str(ROBUST_WEIGHTS), help="the steering classifier")
     ap.add_argument("--reuse", action="store_true", help="keep sample folders an earlier run of this script wrote")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
@@ -53,7 +54,7 @@ def main():
         phi, steps = float(item.split("@")[0]), int(item.split("@")[1]) if "@" in item else total
         art = run / f"cond_phi{phi:g}.onnx"
         if not (args.reuse and art.is_file()):
-            sh("fdrl_export.cli", str(run / "last.pt"), str(art), "--classifier", str(ROBUST_WEIGHTS), "--phi", str(phi))
+            sh("fdrl_export.cli", str(run / "last.pt"), str(art), "--classifier", args.classifier, "--phi", str(phi))
         per_class, grid = [], []
         for y in range(10):
             d = run / (f"cond_phi{phi:g}_{y}" if steps == total else f"cond_phi{phi:g}_s{steps}_{y}")
@@ -68,9 +69,10 @@ def main():
         if best is None or np.mean(per_class) > np.mean(best[2]):
             best = (phi, steps, per_class, np.concatenate(grid))
     save_png(image_grid(best[3], ncol=10), out / "mnist_conditional.png")
+    eps = load_classifier_checkpoint(args.classifier)[1].get("training", {}).get("eps_l2", "?")
     lines = ["# Class-conditional MNIST-5k", "",
              f"The unconditional `mnist` model ({pairing}, run `{run}`) composed with the L2-robust classifier",
-             "(`scripts/train_robust_classifier.py`, resnet28), exported with `fdrl-export --classifier` (the",
+             f"(`scripts/train_robust_classifier.py`, resnet28, L2 PGD ε = {eps} in [-1, 1] pixel units), exported with `fdrl-export --classifier` (the",
              f"composed drift passes the float64 check) and sampled with `fdrl-infer --class y`, {args.n} per class.",
              "The judge is the separately trained digit classifier, not the one that steers.", "",
              f"    python scripts/train_robust_classifier.py && python scripts/mnist_conditional.py --run {run} --phis {args.phis}", "",

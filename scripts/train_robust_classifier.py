@@ -4,13 +4,14 @@ The paper needed an adversarially robust classifier for useful input gradients; 
 L2 PGD adversarial training (Madry et al.) on the MNIST-5k training split with the
 resnet28 architecture (its gradient exports like the estimator's).
 
-    python scripts/train_robust_classifier.py [--eps 2.0] [--epochs 6]
+    python scripts/train_robust_classifier.py [--eps 4.0] [--epochs 6]
 
 Writes fdrl_train/assets/mnist_robust_classifier.pt; prints clean and attacked accuracy.
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +43,10 @@ def accuracy(model, x, y, eps=0.0):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--eps", type=float, default=2.0, help="L2 radius in [-1, 1] pixel units")
+    ap.add_argument("--eps", type=float, default=4.0, help="L2 radius in [-1, 1] pixel units")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(ROBUST_WEIGHTS), help="where to write the classifier")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     data = load_mnist_dataset(0.1)
@@ -66,10 +68,11 @@ def main():
         xt, yt = data.test_images, data.test_labels
         print(f"epoch {epoch + 1}: clean {accuracy(model, xt, yt):.3f}, "
               f"L2-PGD eps={args.eps} {accuracy(model, xt[:200], yt[:200], args.eps):.3f}", flush=True)
-    ROBUST_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(classifier_checkpoint(model.eval(), "resnet28", (1, 28, 28), 10,
-                                            training={"eps_l2": args.eps, "epochs": args.epochs}), ROBUST_WEIGHTS)
-    print(f"wrote {ROBUST_WEIGHTS}")
+                                            training={"eps_l2": args.eps, "epochs": args.epochs}), out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
