@@ -114,3 +114,24 @@ def test_ddp_prior_matches_the_data_covariance(rank):
     assert ((x.mean(0) - mean.double()).abs() / se).max() < 5
     rel = (torch.cov(x.T) - cov.double()).norm() / cov.norm()
     assert rel < 0.05, rel
+
+
+def test_cat2dog_translates_trainA_into_trainB(tmp_path):
+    # The preset: data p = trainB (dogs), prior q' = trainA (cats), both read at 64 x 64.
+    from fdrl_train.config import load_config
+    from fdrl_train.train import make_prior
+    for folder, value in (("trainA", 30), ("trainB", 220), ("testA", 30), ("testB", 220)):
+        (tmp_path / folder).mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((80, 96, 3), value + i, np.uint8)).save(tmp_path / folder / f"{i}.jpg", quality=100)
+    cfg = load_config("cat2dog", [f"data_dir={tmp_path}"])
+    data = load_dataset(cfg)
+    prior = make_prior(cfg, data)
+    g = torch.Generator().manual_seed(0)
+    dogs, cats = data.sample(8, g), prior.sample(8, g)
+    assert data.sample_shape == (3, 64, 64) and cats.shape == (8, 3, 64, 64)
+    assert ((dogs + 1) * 127.5).mean() > 200 and ((cats + 1) * 127.5).mean() < 50
+    assert prior.kind == "input"  # the artifact takes --init testA/
+    p = run_cli("fdrl_train.cli", "--config", "cat2dog", "--out", str(tmp_path / "o"), "--set",
+                f"data_dir={tmp_path / 'nope'}")
+    assert_user_error(p, "trainB")
