@@ -137,3 +137,17 @@ def test_refinement_config_errors(tmp_path):
                 "prior=domain", "source=folder", f"source_dir={tmp_path / 'missing'}")
     assert_user_error(p, "source_dir")
     assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_classifier_class_count_that_does_not_fit(tmp_path, classifier_file):
+    torch.save(random_checkpoint("resnet8"), tmp_path / "ck.pt")
+    ck = torch.load(classifier_file, weights_only=True)
+    for n, fragment in [(5, "do not fit"), (1, "need at least 2")]:
+        bad = dict(ck, n_classes=n)
+        if n == 1:  # consistent weights, but one class composes nothing
+            bad = classifier_checkpoint(build_classifier("resnet8", (1, 8, 8), 1), "resnet8", (1, 8, 8), 1)
+        torch.save(bad, tmp_path / "cls_bad.pt")
+        p = run_cli("fdrl_export.cli", str(tmp_path / "ck.pt"), str(tmp_path / "o.onnx"), "--classifier",
+                    str(tmp_path / "cls_bad.pt"))
+        assert_user_error(p, fragment)
+        assert not (tmp_path / "o.onnx").exists()
