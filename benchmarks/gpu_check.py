@@ -21,6 +21,7 @@ from fdrl_export.graph import drift_module, estimator_from_checkpoint  # noqa: E
 from fdrl_export.meta import build_meta  # noqa: E402
 from fdrl_export.to_torch import export_program, save_program  # noqa: E402
 from fdrl_runtime.artifact import load_artifact  # noqa: E402
+from fdrl_runtime.backends.base import Backend  # noqa: E402
 from fdrl_runtime.backends.torch import TorchBackend  # noqa: E402
 from fdrl_runtime.loop import sample_batch  # noqa: E402
 from fdrl_train.checkpoint import checkpoint_dict  # noqa: E402
@@ -56,10 +57,9 @@ def main():
     print(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}), model {model}, "
           f"batch {batch}, {steps} steps", flush=True)
 
-    class Eager(TorchBackend):  # the same backend without CUDA graphs
-        def run_steps(self, x, noise_block, eta, nu):
-            from fdrl_runtime.loop import euler_steps
-            return euler_steps(self.drift, x, noise_block, eta, nu)
+    class Eager(TorchBackend):  # the same backend without CUDA graphs: the base class's step loop
+        def run_steps(self, x, noise_block, eta, nu, y=None):
+            return Backend.run_steps(self, x, noise_block, eta, nu, y)
 
     rows = {"torch fp32 eager": Eager(art, device=device),
             "torch fp32 + CUDA graphs": TorchBackend(art, device=device)}

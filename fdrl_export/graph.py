@@ -51,7 +51,8 @@ def estimator_from_checkpoint(ckpt: dict, weights: str = "ema") -> Estimator:
         first = str(e).splitlines()[0][:200]
         raise ExportError(f"the checkpoint's weights do not fit model '{cfg['model']}': {first}") from None
     model.eval()
-    params = {k: v.detach().float().clone() for k, v in plain_params(model).items()}
+    # The exported sigma is W's exact largest singular value (the converged power iteration).
+    params = {k: v.detach().float().clone() for k, v in plain_params(model, sigma="exact").items()}
     return Estimator(cfg, shape, model, params, weights)
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import click
 import numpy as np
 
+from fdrl_core.images import IMAGE_SUFFIXES, ImageReadError, image_files, load_image
+
 from .artifact import ArtifactError, load_artifact, sha256_file
 from .backends import BackendError, backend_class, resolve_backend
-from .generate import Plan, generate, shard_from_env
+from .generate import NonFiniteSamples, Plan, generate, shard_from_env
 from .outputs import FORMATS, RunFolder, from_uint8_hwc, grid_image
 
 DEFAULT_SHARD = 1000
@@ -71,13 +73,17 @@ def load_init(path: str, artifact) -> np.ndarray:
     p = Path(path)
     shape = artifact.sample_shape
     if p.is_dir():
-        from PIL import Image
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+        # Prepared as training prepares a folder dataset: the largest centred square,
+        # resized to the model's size (Cat2dog's 256x256 testA/ into a 64x64 model).
+        if not artifact.is_image:
+            raise UsageError(f"--init {path}: this artifact takes points of shape {shape}, not images: give a .npz/.npy")
+        files = image_files(p, recursive=False)
         if not files:
-            raise UsageError(f"--init {path}: the folder holds no .png/.jpg images")
-        mode = "L" if shape[0] == 1 else "RGB"
-        arr = np.stack([np.asarray(Image.open(f).convert(mode)) for f in files])
-        arr = arr[..., None] if arr.ndim == 3 else arr
+            raise UsageError(f"--init {path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        try:
+            arr = np.stack([load_image(f, shape[1], None, shape[0]) for f in files])
+        except ImageReadError as e:
+            raise UsageError(f"--init {path}: {e}") from None
     elif p.is_file() and p.suffix in (".npz", ".npy"):
         try:
             if p.suffix == ".npy":
@@ -125,7 +131,7 @@ def main(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gr
     try:
         run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
             threads, overwrite, quiet, one_class, classes)
-    except (ArtifactError, BackendError, UsageError) as e:
+    except (ArtifactError, BackendError, UsageError, NonFiniteSamples) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted; finished shards are kept: run the same command again to complete the rest", 130)

@@ -12,6 +12,10 @@ from .loop import sample_batch
 from .outputs import RunFolder
 
 
+class NonFiniteSamples(RuntimeError):
+    """The flow produced NaN or inf; nothing of that shard is written."""
+
+
 @dataclass(frozen=True)
 class Plan:
     n: int
@@ -59,6 +63,12 @@ def generate(artifact: Artifact, backend, plan: Plan, folder: RunFolder, batch: 
             if progress is not None:
                 progress(len(chunk), made / seconds if seconds > 0 else 0.0)
         x = np.concatenate(parts)
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():  # NaN would be written as black pixels or NaN points, as if samples
+            where = "--init holds non-finite values" if init is not None and not np.isfinite(init[ids]).all() else \
+                "the drift diverges (an export with --no-check, eta too large, or phi too large for a conditional model)"
+            raise NonFiniteSamples(f"{int(bad.sum())} of {len(x)} samples in shard {shard} are not finite; "
+                                   f"nothing was written for it: {where}")
         folder.write_shard(shard, ids, x, artifact.value_range)
         if sum(len(f) for f in first) < keep_first:
             first.append(x[:keep_first])

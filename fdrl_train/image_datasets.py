@@ -7,17 +7,16 @@ the dataset is never held in memory; CIFAR-10 (150 MB as uint8) is.
 """
 from __future__ import annotations
 
-import io
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fdrl_core.images import IMAGE_SUFFIXES, ImageReadError, image_files
+from fdrl_core.images import load_image as _load_image
+
 from .datasets import SPLIT_SEED, Dataset, DatasetError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
 
 def to_unit(u8: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W, C] -> float [N, C, H, W] in [-1, 1]."""
@@ -25,18 +24,11 @@ def to_unit(u8: np.ndarray) -> torch.Tensor:
 
 
 def load_image(path_or_bytes, size: int, crop: int | None = None, channels: int = 3) -> np.ndarray:
-    """uint8 [size, size, channels] (RGB or grey): centre crop (`crop`, or the largest square), then resize."""
-    from PIL import Image
-    img = Image.open(io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes)
-    img = img.convert("RGB" if channels == 3 else "L")
-    w, h = img.size
-    c = min(crop or min(w, h), w, h)
-    left, top = (w - c) // 2, (h - c) // 2
-    img = img.crop((left, top, left + c, top + c))
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BICUBIC)
-    a = np.asarray(img, dtype=np.uint8)
-    return a if a.ndim == 3 else a[..., None]
+    """fdrl_core.images.load_image, with an unreadable file as a DatasetError."""
+    try:
+        return _load_image(path_or_bytes, size, crop, channels)
+    except ImageReadError as e:
+        raise DatasetError(str(e)) from None
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -131,10 +123,6 @@ class FolderImageDataset(LazyImageDataset):
 
     def _load(self, files) -> torch.Tensor:
         return to_unit(np.stack([load_image(f, self.size, self.crop, self.channels) for f in files]))
-
-
-def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def load_image_folder(name: str, folder: str | Path, size: int, crop: int | None, test_fraction: float,

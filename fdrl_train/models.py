@@ -120,7 +120,29 @@ def build_model(cfg: dict, sample_shape: tuple[int, ...]) -> nn.Module:
         for m in list(model.modules()):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 _spectral_norm(m)
+        converge_spectral_norm(model)
     return model
+
+
+def converge_spectral_norm(model: nn.Module) -> None:
+    """Set every spectral-norm u, v to the weight's exact top singular vectors.
+
+    torch's spectral_norm draws u and v at random and only starts iterating in the first
+    training forward, so before it u.W.v is a random number near 0: the eval-mode model
+    and any weights folded from it are ~1/0 (NaN samples, a non-finite loss at step 1).
+    The reference code never hits this because its flow calls the model in train mode (one
+    power iteration per call). Starting from the converged vectors makes the model right
+    from step 0; each training forward then runs torch's one power iteration as usual.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            hook = _sn_hook(module)
+            if hook is None:
+                continue
+            mat = hook.reshape_weight_to_matrix(getattr(module, hook.name + "_orig"))
+            u, _, vh = torch.linalg.svd(mat.double(), full_matrices=False)
+            getattr(module, hook.name + "_u").copy_(u[:, 0])
+            getattr(module, hook.name + "_v").copy_(vh[0])
 
 
 def _sn_hook(module: nn.Module) -> SpectralNorm | None:
@@ -130,22 +152,43 @@ def _sn_hook(module: nn.Module) -> SpectralNorm | None:
     return None
 
 
-def plain_params(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The weights as a plain (spectral-norm-free) model of the same architecture sees them.
+def spectral_sigma(weight_orig: torch.Tensor, u: torch.Tensor | None = None, v: torch.Tensor | None = None) -> torch.Tensor:
+    """The spectral-norm divisor of a Conv2d/Linear weight (torch's dim 0 layout): u.W.v from
+    the stored power-iteration vectors, or, without them, W's exact largest singular value."""
+    mat = weight_orig.reshape(weight_orig.shape[0], -1)
+    if u is None:
+        return torch.linalg.matrix_norm(mat.double(), ord=2).to(mat.dtype)
+    return torch.dot(u, torch.mv(mat, v))
 
-    Spectral norm is folded in with the current u, v and no power iteration, so the
-    result is a pure function of the state dict.
+
+def fold_spectral_norm(state: dict[str, torch.Tensor], sigma: str = "stored") -> dict[str, torch.Tensor]:
+    """The weights of a state dict as a plain (spectral-norm-free) model takes them.
+
+    Each `X.weight_orig` (with `X.weight_u`, `X.weight_v`) becomes `X.weight` =
+    weight_orig / sigma. sigma="stored" uses u.W.v from the stored vectors: what the live
+    model computes, cheap enough for every training step. sigma="exact" uses the exact
+    largest singular value: the converged power iteration, for what is exported and for
+    EMA weights, whose averaged u, v belong to no one weight. A pure function of `state`.
     """
+    if sigma not in ("stored", "exact"):
+        raise ValueError(f"sigma must be 'stored' or 'exact', not {sigma!r}")
     out = {}
-    for prefix, module in model.named_modules():
-        hook = _sn_hook(module)
-        for name, p in module.named_parameters(recurse=False):
-            if hook is not None and name == hook.name + "_orig":
-                with torch.no_grad():
-                    out[_join(prefix, hook.name)] = hook.compute_weight(module, do_power_iteration=False)
-            else:
-                out[_join(prefix, name)] = p
+    for name, value in state.items():
+        if name.endswith("_orig") and name[:-5] + "_u" in state:
+            base = name[:-5]
+            with torch.no_grad():
+                s = (spectral_sigma(value) if sigma == "exact"
+                     else spectral_sigma(value, state[base + "_u"], state[base + "_v"]))
+                out[base] = value / s
+        elif not ((name.endswith("_u") or name.endswith("_v")) and name[:-2] + "_orig" in state):
+            out[name] = value
     return out
+
+
+def plain_params(model: nn.Module, sigma: str = "stored") -> dict[str, torch.Tensor]:
+    """The weights as a plain (spectral-norm-free) model of the same architecture sees them
+    (fold_spectral_norm of the model's state, no power iteration)."""
+    return fold_spectral_norm(dict(model.state_dict(keep_vars=True)), sigma)
 
 
 def plain_twin(cfg: dict, sample_shape: tuple[int, ...]) -> nn.Module:
@@ -154,6 +197,3 @@ def plain_twin(cfg: dict, sample_shape: tuple[int, ...]) -> nn.Module:
     with torch.device("meta"):
         return build_model({**cfg, "spectral_norm": False}, sample_shape)
 
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name

@@ -2,7 +2,6 @@
 stale estimator; a Bregman loss; one Adam step; an EMA update."""
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -17,7 +16,7 @@ from .datasets import Dataset, load_dataset, load_source_dataset
 from .drift import DriftGraph
 from .flow import GraphFlow
 from .losses import get_pairing
-from .models import build_model, plain_params, plain_twin
+from .models import build_model, fold_spectral_norm, plain_params, plain_twin
 from .distributed import all_mean, any_rank, finish, from_main, max_weight_spread, setup
 from .priors import DomainPrior, GaussianPrior, NormalPrior, Prior, UniformPrior, prior_from_state
 
@@ -99,12 +98,13 @@ class Trainer:
 
     # --- one step of Algorithm 1 -------------------------------------------------------
     def current_weights(self, state: dict | None = None) -> list[torch.Tensor]:
-        """The plain weights the flow uses: the live model's, or those of `state`."""
-        model = self.model
-        if state is not None:
-            model = copy.deepcopy(self.model)
-            model.load_state_dict(state)
-        return self.drift.weights({k: v.detach() for k, v in plain_params(model).items()})
+        """The plain weights the flow uses: the live model's (spectral norm from the u, v
+        its last training forward iterated), or those of `state` (EMA: the exact sigma)."""
+        if state is None:
+            params = plain_params(self.model)
+        else:
+            params = fold_spectral_norm(state, sigma="exact")
+        return self.drift.weights({k: v.detach() for k, v in params.items()})
 
     def train_step(self) -> dict:
         cfg, g, b = self.cfg, self.gen, self.cfg["batch_size"]
