@@ -172,3 +172,33 @@ def test_bad_artifacts(artifacts, tmp_path):
 def test_unwritable_out(artifacts, tmp_path):
     (tmp_path / "a_file").write_text("")
     assert_user_error(infer(artifacts["toy.onnx"], tmp_path / "a_file" / "o", "-n", "3"), "cannot write")
+
+
+def test_non_finite_samples_are_refused_not_written(artifacts, tmp_path):
+    x0 = np.zeros((20, 2), np.float32)
+    x0[7] = np.nan
+    np.savez(tmp_path / "init.npz", x=x0)
+    p = infer(artifacts["toy.onnx"], tmp_path / "o", "--init", str(tmp_path / "init.npz"), "--steps", "2")
+    assert_user_error(p, "1 of 20 samples", "not finite", "--init")
+    assert not list((tmp_path / "o" / "shards").glob("*.npz"))  # nothing that looks like samples
+
+
+def test_init_folder_of_any_size_is_prepared_as_training_does(artifacts, tmp_path):
+    from PIL import Image
+    from fdrl_core.images import load_image
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(d / "a.png")  # RGB, not square
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(d / "b.png")     # the model's size
+    (d / "notes.txt").write_text("not an image")                                           # ignored by suffix
+    p = infer(artifacts["mnist.onnx"], tmp_path / "o", "--init", str(d), "--steps", "1", "--format", "npz")
+    assert p.returncode == 0, p.stderr
+    ids, x = read_samples(tmp_path / "o")
+    assert x.shape == (2, 28, 28, 1)
+    # The crop: the centred 40 x 40 square of a.png, resized to 28 x 28, as a grey image.
+    a = np.asarray(Image.open(d / "a.png").convert("L").crop((8, 0, 48, 40)).resize((28, 28), Image.BICUBIC))
+    assert np.array_equal(load_image(d / "a.png", 28, None, 1)[..., 0], a)
+    (d / "c.png").write_bytes(b"\x89PNG broken")
+    assert_user_error(infer(artifacts["mnist.onnx"], tmp_path / "o2", "--init", str(d)), "c.png", "not a readable image")
+    assert not (tmp_path / "o2").exists()
