@@ -210,6 +210,41 @@ def _load_engine(path: Path) -> Artifact:
     return Artifact(path, "tensorrt", meta, prior)
 
 
+# What a torch.export archive may hold without torch.export.load unpickling anything:
+# tensors as raw bytes described by JSON configs, the program as JSON, plain extra files.
+_PT2_PLAIN = ("archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id")
+_PT2_PLAIN_DIRS = ("models/", "data/weights/", "data/constants/", "data/sample_inputs/", "extra/")
+
+
+def pt2_pickled_members(path: str | Path) -> list[str]:
+    """Members of a .pt2 archive that torch.export.load would unpickle (so could run code
+    from): entries marked use_pickle in a weights/constants config, custom or opaque
+    objects, legacy pickled weight files, anything outside the plain layout. The sample
+    inputs (a torch.save file) are checked by the torch backend with weights_only=True."""
+    import zipfile
+    bad = []
+    with zipfile.ZipFile(path) as z:
+        for full in z.namelist():
+            name = full.split("/", 1)[1] if "/" in full else full
+            if full.endswith("/") or name in _PT2_PLAIN:
+                continue
+            if not name.startswith(_PT2_PLAIN_DIRS) or name.startswith(("data/weights/", "data/constants/")) \
+                    and name.endswith(".pt"):
+                bad.append(name)
+            elif name.startswith("data/sample_inputs/") and not name.endswith(".pt"):
+                bad.append(name)
+            elif name.startswith("data/constants/") and not name.endswith(".json") \
+                    and not name.split("/")[-1].startswith("tensor_"):
+                bad.append(name)  # custom_obj_* / opaque_obj_*: pickles by definition
+            elif name.startswith(("data/weights/", "data/constants/")) and name.endswith(".json"):
+                try:
+                    config = json.loads(z.read(full)).get("config", {})
+                    bad += [f"{name}: {fqn}" for fqn, entry in config.items() if entry.get("use_pickle", True)]
+                except (ValueError, AttributeError):
+                    bad.append(name)
+    return bad
+
+
 def _load_pt2(path: Path) -> Artifact:
     import zipfile
     try:

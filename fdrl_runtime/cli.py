@@ -124,13 +124,14 @@ def load_init(path: str, artifact) -> np.ndarray:
 @click.option("--classes", "classes", help="Class-conditional artifacts: balanced over these, e.g. 0-9 (the default: all).")
 @click.option("--threads", type=int, default=0, help="CPU workers (default: the machine's cores, at most 2).")
 @click.option("--overwrite", is_flag=True, help="Start over instead of completing an earlier run in --out.")
+@click.option("--trust-pickle", is_flag=True, help="Load a .pt2 even if it holds pickled data (which runs code when loaded).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def main(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
-         one_class, classes, threads, overwrite, quiet):
+         one_class, classes, threads, overwrite, trust_pickle, quiet):
     """Generate samples: prior draw, K + kappa flow steps, clamp, write."""
     try:
         run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
-            threads, overwrite, quiet, one_class, classes)
+            threads, overwrite, quiet, one_class, classes, trust_pickle)
     except (ArtifactError, BackendError, UsageError, NonFiniteSamples) as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -138,7 +139,7 @@ def main(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gr
 
 
 def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
-        threads, overwrite, quiet, one_class=None, classes=None):
+        threads, overwrite, quiet, one_class=None, classes=None, trust_pickle=False):
     for name, value in (("-n", n), ("--batch", batch), ("--steps", steps), ("--shard-size", shard_size)):
         if value is not None and value <= 0:
             raise UsageError(f"{name} {value}: must be a positive integer")
@@ -166,7 +167,8 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
         raise UsageError(f"--format {fmt}: points are written as npz")
     out_path = Path(out)
     _check_writable(out_path)
-    with backend_class(name)(artifact, device=device, precision=precision, threads=threads) as be:
+    with backend_class(name)(artifact, device=device, precision=precision, threads=threads,
+                                  trust_pickle=trust_pickle) as be:
         folder = RunFolder(out_path, fmt, artifact.is_image)
         folder.prepare(overwrite)
         plan = Plan(n, shard_size, shard_index, shard_count)

@@ -202,3 +202,43 @@ def test_init_folder_of_any_size_is_prepared_as_training_does(artifacts, tmp_pat
     (d / "c.png").write_bytes(b"\x89PNG broken")
     assert_user_error(infer(artifacts["mnist.onnx"], tmp_path / "o2", "--init", str(d)), "c.png", "not a readable image")
     assert not (tmp_path / "o2").exists()
+
+
+class _WritesAFile:
+    """A pickle that creates a file when loaded: proof that loading ran its code."""
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _evil_pt2(src, dst, what, marker):
+    import pickle
+    import zipfile
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if what == "weight" and item.filename.endswith("model_weights_config.json"):
+                cfg = json.loads(data)
+                cfg["config"][next(iter(cfg["config"]))]["use_pickle"] = True
+                data = json.dumps(cfg).encode()
+            elif what == "weight" and item.filename.endswith("data/weights/weight_0"):
+                data = pickle.dumps(_WritesAFile(str(marker)))
+            elif what == "sample_inputs" and "data/sample_inputs/" in item.filename:
+                data = pickle.dumps(_WritesAFile(str(marker)))
+            zout.writestr(item, data)
+
+
+@pytest.mark.parametrize("what", ["weight", "sample_inputs"])
+def test_a_pt2_with_a_pickle_is_refused_unless_trusted(artifacts, tmp_path, what):
+    marker = tmp_path / "owned"
+    evil = tmp_path / "evil.pt2"
+    _evil_pt2(artifacts["toy.pt2"], evil, what, marker)
+    assert_user_error(infer(str(evil), tmp_path / "o", "-n", "4"), "pickled", "--trust-pickle")
+    assert not marker.exists() and not (tmp_path / "o").exists()
+    # The attack is real: with the flag, loading runs the payload.
+    infer(str(evil), tmp_path / "o2", "-n", "4", "--trust-pickle")
+    assert marker.exists()
+    # An archive as fdrl-export writes it holds no pickle and loads without the flag.
+    assert infer(artifacts["toy.pt2"], tmp_path / "o3", "-n", "4").returncode == 0

@@ -22,7 +22,9 @@ class Backend:
     xp = np
     precisions = ("fp32",)
 
-    def __init__(self, artifact: Artifact, device: str = "cpu", precision: str = "fp32", threads: int = 0):
+    def __init__(self, artifact: Artifact, device: str = "cpu", precision: str = "fp32", threads: int = 0,
+                 trust_pickle: bool = False):
+        self.trust_pickle = trust_pickle  # only the torch backend's .pt2 archives can hold pickles
         if precision not in self.precisions:
             raise BackendError(f"backend {self.name} runs {', '.join(self.precisions)}, not {precision}")
         self.artifact, self.device, self.precision, self.threads = artifact, device, precision, threads

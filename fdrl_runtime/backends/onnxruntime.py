@@ -23,8 +23,8 @@ class OnnxRuntimeBackend(Backend):
     (toy MLP, batch 1024: 0.83 ms per step on 2 threads, 0.48 ms on 2 x 1; NOTES.md)."""
     name = "onnxruntime"
 
-    def __init__(self, artifact, device="cpu", precision="fp32", threads=0):
-        super().__init__(artifact, device, precision, threads)
+    def __init__(self, artifact, device="cpu", precision="fp32", threads=0, trust_pickle=False):
+        super().__init__(artifact, device, precision, threads, trust_pickle)
         ort = _import_ort()
         if artifact.payload is None:
             raise BackendError("internal: the ONNX artifact was loaded without its graph")

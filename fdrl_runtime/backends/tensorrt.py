@@ -69,7 +69,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     precisions = ("fp32", "fp16", "bf16")
 
-    def __init__(self, artifact, device="cuda", precision="fp32", threads=0):
+    def __init__(self, artifact, device="cuda", precision="fp32", threads=0, trust_pickle=False):
         super().__init__(artifact, "cuda" if device == "cpu" else device, precision, threads)
         try:
             import tensorrt as trt

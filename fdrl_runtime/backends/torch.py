@@ -11,12 +11,31 @@ from ..noise import Draws, sample_keys
 from .base import Backend, BackendError
 
 
+def refuse_pickles(torch, path) -> None:
+    """torch.export.load unpickles parts of an archive (and retries its sample inputs with
+    weights_only=False when the safe load fails): refuse any archive where it would."""
+    import io
+    import zipfile
+    from ..artifact import pt2_pickled_members
+    bad = pt2_pickled_members(path)
+    with zipfile.ZipFile(path) as z:
+        for full in z.namelist():
+            if "/data/sample_inputs/" in "/" + full:
+                try:
+                    torch.load(io.BytesIO(z.read(full)), weights_only=True)
+                except Exception:  # the restricted unpickler refuses whatever is not plain tensors
+                    bad.append(full.split("/", 1)[-1])
+    if bad:
+        raise BackendError(f"{path} holds pickled data that loading would execute ({bad[0]}): refused; "
+                           "pass --trust-pickle only if you trust where the file came from")
+
+
 class TorchBackend(Backend):
     name = "torch"
     precisions = ("fp32", "bf16", "fp16")
 
-    def __init__(self, artifact, device="cpu", precision="fp32", threads=0):
-        super().__init__(artifact, device, precision, threads)
+    def __init__(self, artifact, device="cpu", precision="fp32", threads=0, trust_pickle=False):
+        super().__init__(artifact, device, precision, threads, trust_pickle)
         try:
             import torch
         except ImportError:
@@ -29,6 +48,8 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(threads)
         self.dev = torch.device(device)
+        if not trust_pickle:
+            refuse_pickles(torch, artifact.path)
         try:
             program = torch.export.load(str(artifact.path))
         except Exception as e:  # a damaged archive raises many kinds of error
