@@ -13,7 +13,7 @@ from fdrl_runtime.artifact import (artifact_kind, atomic_write_bytes, onnx_with_
 from fdrl_train.checkpoint import load_checkpoint
 from fdrl_train.reference import load_reference_ddp_prior
 
-from .check import CheckResult, check_drift
+from .check import CheckResult, check_drift, check_inputs, check_step, compare_engine
 from .graph import ClassifierSpec, ExportError, FlowStepModule, drift_module, estimator_from_checkpoint
 from .meta import build_meta
 from .to_onnx import drift_onnx, step_onnx
@@ -72,8 +72,8 @@ def load_classifier_spec(path, est, phi: float):
     return ClassifierSpec(model, int(ck["n_classes"]), float(phi), sha256_file(path))
 
 
-def _ort_runner(model, conditional: bool = False):
-    """drift and the slope masks (outputs of the Clip nodes, see check.py) on ONNX Runtime."""
+def _ort_session(model):
+    """An ONNX Runtime CPU session that also returns the slope masks (the Clip nodes' outputs)."""
     import onnx
     import onnxruntime as ort
     diag = onnx.ModelProto()
@@ -83,13 +83,38 @@ def _ort_runner(model, conditional: bool = False):
     so = ort.SessionOptions()
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
-    sess = ort.InferenceSession(diag.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(diag.SerializeToString(), so, providers=["CPUExecutionProvider"]), masks
+
+
+def _ort_runner(model, conditional: bool = False):
+    """drift and the slope masks (outputs of the Clip nodes, see check.py) on ONNX Runtime."""
+    sess, masks = _ort_session(model)
 
     def run(x, y=None):
         feeds = {"x": x} if not conditional else {"x": x, "y": y.astype(np.int64)}
         drift, *mask_values = sess.run(["drift"] + masks, feeds)
         return drift, dict(zip(masks, mask_values))
     return run
+
+
+def ort_step_runner(step_model):
+    """The fused step graph on ONNX Runtime: (x, noise) -> (x_next, drift, slope masks)."""
+    sess, masks = _ort_session(step_model)
+
+    def run(x, noise):
+        x_next, drift, *mask_values = sess.run(["x_next", "drift"] + masks, {"x": x, "noise": noise})
+        return x_next, drift, dict(zip(masks, mask_values))
+    return run
+
+
+def checked_step_graph(est, step_model, prior_state, eta: float, nu: float):
+    """The step graph an engine is built from, checked on ONNX Runtime against float64;
+    an ExportError (nothing written) if it fails."""
+    result = check_step(est, ort_step_runner(step_model), prior_state, eta, nu)
+    if not result.passed:
+        raise ExportError(f"the step graph for TensorRT (ONNX Runtime, fp32) does not match float64 autograd "
+                          f"and the update formula: {result.describe()}; nothing was written")
+    return result
 
 
 def _torch_runner(program, module):
@@ -141,16 +166,28 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
     result = None
     if kind in ("onnx", "tensorrt"):
         model = drift_onnx(module, est.sample_shape)
-        if opts.check:
+        if opts.check and kind == "onnx":  # an engine's step graph is checked below, drift output included
             result = _checked(est, _ort_runner(model, classifier is not None), prior_state, "ONNX Runtime", classifier)
         if kind == "onnx":
             atomic_write_bytes(out, onnx_with_metadata(model, meta, prior_arrays).SerializeToString())
         else:
             from .to_tensorrt import build_engine
+            from .to_tensorrt import engine_runner
             step = FlowStepModule(module, meta["eta"], meta["noise"])
             step_model = step_onnx(step, est.sample_shape)
+            if opts.check:  # what the engine is built from, checked before the (slow) build
+                result = checked_step_graph(est, step_model, prior_state, meta["eta"], meta["noise"])
             engine = build_engine(step_model.SerializeToString(), est.sample_shape, settings, log=log)
-            meta["graph"] = {"input": ["x", "noise"], "outputs": ["x_next"], "dtype": opts.precision,
+            if opts.check:  # and the engine itself against ONNX Runtime on the same inputs
+                reference = ort_step_runner(step_model)
+                batches = [x.numpy() for x in check_inputs(est, prior_state, (settings.opt_batch, settings.min_batch))]
+                cmp = compare_engine(engine_runner(engine), lambda x, n: reference(x, n)[:2], batches,
+                                     meta["eta"], meta["noise"], opts.precision)
+                log(f"fdrl-export: {cmp.describe()}")
+                if not cmp.passed:
+                    raise ExportError(f"the TensorRT engine does not match ONNX Runtime: {cmp.describe()}; "
+                                      "nothing was written (try --precision fp32)")
+            meta["graph"] = {"input": ["x", "noise"], "outputs": ["x_next", "drift"], "dtype": opts.precision,
                              "batch": [settings.min_batch, settings.opt_batch, settings.max_batch]}
             atomic_write_bytes(out, engine)
             write_sidecar(out, meta, prior_arrays)

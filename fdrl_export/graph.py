@@ -151,8 +151,10 @@ def drift_module(est: Estimator, dtype: torch.dtype = torch.float32, classifier:
 
 
 class FlowStepModule(nn.Module):
-    """(x, noise) -> x - eta * drift(x) + nu * noise: one whole step, for engines that
-    replay the loop on the device (TensorRT with CUDA graphs)."""
+    """(x, noise) -> (x - eta * drift(x) + nu * noise, drift(x)): one whole step, for engines
+    that replay the loop on the device (TensorRT with CUDA graphs). The drift is an output
+    too, so the graph an engine is built from is checked like every artifact: its drift
+    against float64 autograd, its update against the formula (check.check_step)."""
 
     def __init__(self, drift: DriftModule, eta: float, nu: float):
         super().__init__()
@@ -160,4 +162,4 @@ class FlowStepModule(nn.Module):
 
     def forward(self, x, noise):
         d, _ = self.drift(x)
-        return x - self.eta * d + self.nu * noise
+        return x - self.eta * d + self.nu * noise, d

@@ -40,6 +40,6 @@ def drift_onnx(module: DriftModule, sample_shape):
 
 
 def step_onnx(step: FlowStepModule, sample_shape):
-    """x, noise -> x_next."""
+    """x, noise -> x_next, drift."""
     x = torch.zeros((3,) + tuple(sample_shape))
-    return to_onnx(step, (x, torch.zeros_like(x)), ["x", "noise"], ["x_next"])
+    return to_onnx(step, (x, torch.zeros_like(x)), ["x", "noise"], ["x_next", "drift"])

@@ -114,6 +114,9 @@ def build_engine(onnx_bytes: bytes, sample_shape, settings: EngineSettings, log=
         shape = tuple(network.get_input(i).shape)[1:]
         profile.set_shape(name, (settings.min_batch, *shape), (settings.opt_batch, *shape), (settings.max_batch, *shape))
     config.add_optimization_profile(profile)
+    # fp32 means fp32: TensorRT would otherwise run convolutions in TF32 on Ampere and later
+    # (10-bit mantissa), far outside the export check's 1e-5.
+    config.clear_flag(trt.BuilderFlag.TF32)
     if settings.precision in ("fp16", "bf16"):
         config.set_flag(trt.BuilderFlag.FP16 if settings.precision == "fp16" else trt.BuilderFlag.BF16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
@@ -137,3 +140,33 @@ def build_engine(onnx_bytes: bytes, sample_shape, settings: EngineSettings, log=
     if cache is not None:
         settings.timing_cache.write_bytes(bytes(cache.serialize()))
     return bytes(engine)
+
+
+def engine_runner(engine_bytes: bytes):
+    """(x, noise) -> (x_next, drift) on a serialized engine, host arrays in and out: for the
+    comparison with ONNX Runtime after a build (check.compare_engine), not for speed."""
+    trt = require_tensorrt()
+    from fdrl_runtime.backends.tensorrt import DeviceArray, _check, _cudart
+    cudart = _cudart()
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_bytes)
+    if engine is None:
+        raise ExportError("TensorRT could not load the engine it just built")
+    context = engine.create_execution_context()
+    stream = _check(cudart.cudaStreamCreate())
+
+    def run(x: np.ndarray, noise: np.ndarray):
+        bufs = {name: DeviceArray(cudart, x.shape) for name in ("x", "noise", "x_next", "drift")}
+        try:
+            for name in ("x", "noise"):
+                context.set_input_shape(name, x.shape)
+            bufs["x"].upload(np.ascontiguousarray(x, np.float32), stream)
+            bufs["noise"].upload(np.ascontiguousarray(noise, np.float32), stream)
+            for name, buf in bufs.items():
+                context.set_tensor_address(name, buf.ptr)
+            if not context.execute_async_v3(stream):
+                raise ExportError("TensorRT enqueue failed while comparing the engine with ONNX Runtime")
+            return bufs["x_next"].download(stream), bufs["drift"].download(stream)
+        finally:
+            for buf in bufs.values():
+                buf.free()
+    return run

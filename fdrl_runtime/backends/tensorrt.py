@@ -1,4 +1,4 @@
-"""TensorRT: the fused step engine (x, noise -> x_next) from fdrl-export, on one stream,
+"""TensorRT: the fused step engine (x, noise -> x_next, drift) from fdrl-export, on one stream,
 blocks of steps captured as CUDA graphs and replayed.
 
 Written to the TensorRT 10 Python API and NVIDIA's cuda-python (cudart) for memory,
@@ -88,6 +88,10 @@ class TensorRTBackend(Backend):
         if self.engine is None:
             raise BackendError(f"{artifact.path} is not a TensorRT engine for this GPU and TensorRT version: export again here")
         self.context = self.engine.create_execution_context()
+        # Engines export the drift too (checked at export); the loop needs only x_next, so
+        # the drift goes to a scratch buffer. Engines from before that have no such output.
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.has_drift = "drift" in names
         self.stream = _check(self.cudart.cudaStreamCreateWithFlags(self.cudart.cudaStreamNonBlocking))
         self.lo, _, self.hi = artifact.meta["graph"]["batch"]
         self.state: dict[tuple, dict] = {}   # per (batch, block length): buffers and graph
@@ -118,7 +122,8 @@ class TensorRTBackend(Backend):
                                    "use --batch within it or export with --batch MIN:OPT:MAX")
             shape = (batch,) + self.artifact.sample_shape
             st = {"x": [DeviceArray(self.cudart, shape), DeviceArray(self.cudart, shape)],
-                  "noise": DeviceArray(self.cudart, (steps,) + shape), "graph": None}
+                  "noise": DeviceArray(self.cudart, (steps,) + shape), "graph": None,
+                  "drift": DeviceArray(self.cudart, shape) if self.has_drift else None}
             self.context.set_input_shape("x", shape)
             self.context.set_input_shape("noise", shape)
             self.state[key] = st
@@ -132,6 +137,8 @@ class TensorRTBackend(Backend):
             self.context.set_tensor_address("x", src.ptr)
             self.context.set_tensor_address("noise", st["noise"].ptr + k * step_bytes)
             self.context.set_tensor_address("x_next", dst.ptr)
+            if st["drift"] is not None:
+                self.context.set_tensor_address("drift", st["drift"].ptr)
             if not self.context.execute_async_v3(self.stream):
                 raise BackendError("TensorRT enqueue failed")
 
@@ -159,7 +166,7 @@ class TensorRTBackend(Backend):
 
     def close(self):
         for st in self.state.values():
-            for buf in st["x"] + [st["noise"]]:
+            for buf in st["x"] + [st["noise"]] + ([st["drift"]] if st["drift"] is not None else []):
                 buf.free()
         self.state = {}
 
