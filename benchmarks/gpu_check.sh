@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Run on a lent GPU machine (torch + numpy are all it needs): bash benchmarks/gpu_check.sh
-# Checks CUDA-graph and bf16 samples of the torch backend against fp32 eager and prints a
-# throughput table last (CIFAR-10 ResNet, batch 256). --small: a quick dry run on a CPU.
+# The GPU check, one command on a lent GPU machine (at most 8 minutes; needs only torch and
+# numpy, installs nothing): bash benchmarks/gpu_check.sh
+# Sampling rows (reference-style eager, torch backend eager / CUDA graphs in fp32, bf16,
+# fp16, torch.compile, TensorRT where it imports) on the CIFAR-10 ResNet at batch 256 and
+# 1024, then training steps/s; one table last, for benchmarks/RESULTS.md.
+# --small: the same on a tiny model, a dry run on any CPU (the test suite runs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHONPATH=. PYTHONUNBUFFERED=1 timeout 480 python3 benchmarks/gpu_check.py "$@"

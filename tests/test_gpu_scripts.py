@@ -10,9 +10,11 @@ from conftest import ROOT
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script,last_row", [("gpu_check.sh", "| torch fp32 + CUDA graphs |"),
-                                             ("gpu_train_check.sh", "|")])
-def test_gpu_script_dry_run(script, last_row):
+@pytest.mark.parametrize("script,rows", [
+    ("gpu_check.sh", ["| reference-style eager fp32 | 8 |", "| torch backend fp32 + CUDA graphs | 16 |",
+                      "| torch.compile fp32 (same step) | 16 |", "| training: fdrl-train fp32"]),
+    ("gpu_train_check.sh", ["| reference-style fp32 eager", "| fdrl-train fp32"])])
+def test_gpu_script_dry_run(script, rows):
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
            "PYTHONWARNINGS": "ignore"}
     p = subprocess.run(["bash", str(ROOT / "benchmarks" / script), "--small"], capture_output=True, text=True,
@@ -21,4 +23,11 @@ def test_gpu_script_dry_run(script, last_row):
     table = [l for l in p.stdout.splitlines() if l.startswith("|")]
     assert len(table) >= 3, p.stdout  # header, rule, at least one row: the table is printed last
     assert p.stdout.strip().splitlines()[-1].startswith("|"), p.stdout
-    assert any(l.startswith(last_row) for l in table), p.stdout
+    for row in rows:
+        assert any(l.startswith(row) for l in table), (row, p.stdout)
+    if script == "gpu_check.sh":  # every row agrees with fp32 eager on the same inputs (CPU: fp32 throughout)
+        for line in table[2:]:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if cells[1]:  # a sampling row: block error median / p99
+                median, p99 = (float(v) for v in cells[5].split("/"))
+                assert p99 < 1e-4, line
