@@ -14,7 +14,7 @@ from fdrl_core.images import IMAGE_SUFFIXES, ImageReadError, image_files, load_i
 from .artifact import ArtifactError, load_artifact, sha256_file
 from .backends import BackendError, backend_class, resolve_backend
 from .generate import NonFiniteSamples, Plan, generate, shard_from_env
-from .outputs import FORMATS, RunFolder, from_uint8_hwc, grid_image
+from .outputs import FORMATS, RunFolder, RunFolderError, from_uint8_hwc, grid_image
 
 DEFAULT_SHARD = 1000
 
@@ -132,7 +132,7 @@ def main(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gr
     try:
         run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
             threads, overwrite, quiet, one_class, classes, trust_pickle)
-    except (ArtifactError, BackendError, UsageError, NonFiniteSamples) as e:
+    except (ArtifactError, BackendError, UsageError, NonFiniteSamples, RunFolderError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted; finished shards are kept: run the same command again to complete the rest", 130)
@@ -171,6 +171,13 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
                                   trust_pickle=trust_pickle) as be:
         folder = RunFolder(out_path, fmt, artifact.is_image)
         folder.prepare(overwrite)
+        # What the samples are: a rerun must make the same ones (noise is keyed by sample id,
+        # so batch and shard count do not matter; backend and precision change the numbers).
+        artifact_sha = sha256_file(engine)
+        folder.claim({"artifact_sha256": artifact_sha, "seed": seed, "steps": steps, "format": fmt,
+                      "backend": be.name, "precision": precision, "classes": class_list,
+                      "init": None if init is None else {"path": str(Path(init).resolve()),
+                                                         "sha256": _init_digest(init_x)}}, n, shard_size)
         plan = Plan(n, shard_size, shard_index, shard_count)
         from tqdm import tqdm
         owned = sum(len(ids) for _, ids in plan.shards())
@@ -191,7 +198,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
             "seconds": result["seconds"], "wall_seconds": time.perf_counter() - t0,
             "samples_per_second": result["made"] / result["seconds"] if result["seconds"] > 0 else None,
             "shard": [shard_index, shard_count], "shards_done": result["shards_done"],
-            "shards_kept": result["shards_skipped"], "artifact": str(engine), "artifact_sha256": sha256_file(engine),
+            "shards_kept": result["shards_skipped"], "artifact": str(engine), "artifact_sha256": artifact_sha,
             "init": init, "classes": class_list,
         }
         folder.write_summary("summary.json" if shard_count == 1 else f"summary_{shard_index}of{shard_count}.json", summary)
@@ -201,6 +208,11 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
         rate = summary["samples_per_second"]
         click.echo(f"fdrl-infer: {owned} samples in {out} ({result['made']} new, {result['shards_skipped']} shards kept)"
                    + (f", {rate:.1f} samples/s on {be.name}" if rate else ""), err=True)
+
+
+def _init_digest(x: np.ndarray) -> str:
+    import hashlib
+    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
 
 
 def _check_writable(path: Path) -> None:

@@ -20,6 +20,11 @@ import numpy as np
 from .artifact import atomic_write_bytes
 
 FORMATS = ("png", "npz", "both")
+MANIFEST = "run.json"
+
+
+class RunFolderError(ValueError):
+    """--out holds another run's samples; the message says how to go on."""
 
 
 def to_uint8_hwc(x: np.ndarray, value_range) -> np.ndarray:
@@ -43,9 +48,41 @@ class RunFolder:
             for d in (self.shards, self.png):
                 if d.exists():
                     shutil.rmtree(d)
+            if (self.root / MANIFEST).exists():
+                (self.root / MANIFEST).unlink()
         self.shards.mkdir(parents=True, exist_ok=True)
         if self.is_image and self.fmt in ("png", "both"):
             self.png.mkdir(parents=True, exist_ok=True)
+
+    def claim(self, manifest: dict, n: int, shard_size: int) -> None:
+        """Record what this folder's samples are (`run.json`: artifact, seed, steps, ...).
+
+        A rerun with the same settings completes the run, and a larger n extends it (a
+        last shard cut short by the old n is made again); anything else would mix two runs'
+        samples under one summary, so it is refused. Call after prepare()."""
+        path = self.root / MANIFEST
+        manifest = {**manifest, "shard_size": shard_size}
+        old_n = 0
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())
+                old_n = int(old.pop("n"))
+            except (ValueError, KeyError, TypeError):
+                raise RunFolderError(f"--out {self.root}: {MANIFEST} is damaged; use another --out, or --overwrite "
+                                     "to replace what is there") from None
+            changed = [k for k in sorted(set(old) | set(manifest)) if old.get(k) != manifest.get(k)]
+            if changed:
+                k = changed[0]
+                raise RunFolderError(f"--out {self.root} holds samples of another run ({k}: {old.get(k)!r} there, "
+                                     f"{manifest.get(k)!r} now); use another --out, or --overwrite to replace them")
+            if n > old_n and old_n % shard_size:  # the old last shard stopped at old_n
+                last = old_n // shard_size
+                if self.is_done(last):
+                    self._marker(last).unlink()
+        elif any(self.shards.glob("*.npz")) or any(self.shards.glob("*.done")):
+            raise RunFolderError(f"--out {self.root} holds samples without a {MANIFEST} (from an older fdrl-infer "
+                                 "or another tool): use another --out, or --overwrite to replace them")
+        atomic_write_bytes(path, (json.dumps({**manifest, "n": max(n, old_n)}, indent=2, sort_keys=True) + "\n").encode())
 
     def _marker(self, shard: int) -> Path:
         return self.shards / (f"{shard:05d}.npz" if self.fmt in ("npz", "both") else f"{shard:05d}.done")

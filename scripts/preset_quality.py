@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -108,7 +109,7 @@ def main():
             ("Gaussian fitted to the training split (the DDP prior)", judge(gauss), None)]
     runs = [r.split("=", 1) for r in args.run] or [["as shipped", ""]]
     for label, sets in runs:
-        slug = "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
+        slug = re.sub("_+", "_", "".join(c if c.isalnum() else "_" for c in label.lower())).strip("_")
         x, train_s = sample_run(args.preset, ROOT / "runs" / f"quality_{args.preset}_{slug}", sets.split(),
                                 args.n, not args.reuse)
         rows.append((f"FDRL `{args.preset}` {label}" + (f" (`{sets}`)" if sets else ""), judge(x), train_s))

@@ -242,3 +242,26 @@ def test_a_pt2_with_a_pickle_is_refused_unless_trusted(artifacts, tmp_path, what
     assert marker.exists()
     # An archive as fdrl-export writes it holds no pickle and loads without the flag.
     assert infer(artifacts["toy.pt2"], tmp_path / "o3", "-n", "4").returncode == 0
+
+
+def test_a_rerun_into_the_same_folder_completes_extends_or_is_refused(artifacts, tmp_path):
+    out = tmp_path / "run"
+    toy = artifacts["toy.onnx"]
+    assert infer(toy, out, "-n", "150", "--seed", "3", "--shard-size", "100").returncode == 0
+    # Another seed, other steps, another artifact: refused, the folder as it was.
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (out / "shards").iterdir())
+    for args, key in ((["--seed", "4"], "seed"), (["--seed", "3", "--steps", "5"], "steps")):
+        assert_user_error(infer(toy, out, "-n", "150", "--shard-size", "100", *args), key, "--overwrite")
+    assert_user_error(infer(artifacts["toy.pt2"], out, "-n", "150", "--seed", "3", "--shard-size", "100"),
+                      "artifact_sha256", "--overwrite")
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (out / "shards").iterdir()) == before
+    # A larger n extends: the old last shard (cut at 150) is made again, to 200, then more.
+    assert infer(toy, out, "-n", "250", "--seed", "3", "--shard-size", "100").returncode == 0
+    ids, x = read_samples(out)
+    assert list(ids) == list(range(250))
+    assert infer(toy, tmp_path / "one", "-n", "250", "--seed", "3", "--shard-size", "100").returncode == 0
+    np.testing.assert_array_equal(x, read_samples(tmp_path / "one")[1])
+    assert json.loads((out / "run.json").read_text())["n"] == 250
+    # --overwrite starts over with the new settings.
+    assert infer(toy, out, "-n", "50", "--seed", "4", "--overwrite").returncode == 0
+    assert json.loads((out / "run.json").read_text())["seed"] == 4 and len(read_samples(out)[0]) == 50
