@@ -14,9 +14,12 @@ from fdrl_core.images import IMAGE_SUFFIXES, ImageReadError, image_files, load_i
 from .artifact import ArtifactError, load_artifact, sha256_file
 from .backends import BackendError, backend_class, resolve_backend
 from .generate import NonFiniteSamples, Plan, generate, shard_from_env
-from .outputs import FORMATS, RunFolder, RunFolderError, from_uint8_hwc, grid_image
+from fdrl_core.pictures import picture_of, save_png
+
+from .outputs import FORMATS, RunFolder, RunFolderError, from_uint8_hwc
 
 DEFAULT_SHARD = 1000
+GRID_POINTS = 200_000  # --grid draws every point of a toy run, up to this many
 
 
 class UsageError(ValueError):
@@ -116,7 +119,7 @@ def load_init(path: str, artifact) -> np.ndarray:
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--precision", default="fp32", show_default=True, help="fp32, or fp16/bf16 where the backend has it.")
 @click.option("--format", "fmt", type=str, help="png, npz or both (default: png for images, npz for points).")
-@click.option("--grid", "grid", type=click.Path(dir_okay=False), help="Also write a picture of the first 64 samples.")
+@click.option("--grid", "grid", type=click.Path(dir_okay=False), help="Also write a picture: a grid of the first 64 images, or a scatter of all the points.")
 @click.option("--shard", "shard", help="I/N: this process makes shard I of N (default: from torchrun/SLURM).")
 @click.option("--shard-size", type=int, default=DEFAULT_SHARD, show_default=True, help="Samples per output shard.")
 @click.option("--init", "init", help="Start the flow from these samples (.npz/.npy or an image folder) instead of the prior.")
@@ -190,7 +193,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
 
         t0 = time.perf_counter()
         result = generate(artifact, be, plan, folder, batch, steps, seed, init_x, progress,
-                          keep_first=64 if grid else 0, classes=class_list)
+                          keep_first=(64 if artifact.is_image else GRID_POINTS) if grid else 0, classes=class_list)
         bar.close()
         summary = {
             "count": owned, "made_now": result["made"], "n_total": n, "seed": seed, "backend": be.name,
@@ -203,7 +206,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
         }
         folder.write_summary("summary.json" if shard_count == 1 else f"summary_{shard_index}of{shard_count}.json", summary)
         if grid and result["first"] is not None:
-            grid_image(result["first"], artifact.value_range, artifact.is_image).save(grid)
+            save_png(picture_of(result["first"], artifact.value_range or (-1.0, 1.0)), grid)
     if not quiet:
         rate = summary["samples_per_second"]
         click.echo(f"fdrl-infer: {owned} samples in {out} ({result['made']} new, {result['shards_skipped']} shards kept)"

@@ -130,27 +130,3 @@ def read_samples(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     ids, xs = np.concatenate(ids), np.concatenate(xs)
     order = np.argsort(ids)
     return ids[order], xs[order]
-
-
-def grid_image(x: np.ndarray, value_range, is_image: bool):
-    """A picture of up to 64 images (a grid) or of 2-D points (a scatter plot)."""
-    from PIL import Image, ImageDraw
-    if not is_image:
-        size, pts = 512, x.reshape(x.shape[0], -1)[:, :2]
-        lim = max(float(np.quantile(np.abs(pts), 0.995)) * 1.1, 1e-3) if len(pts) else 1.0
-        img = Image.new("RGB", (size, size), "white")
-        d = ImageDraw.Draw(img)
-        for px, py in (pts / lim * 0.5 + 0.5) * size:
-            d.point((float(px), float(size - py)), fill=(30, 80, 200))
-        return img
-    u8 = to_uint8_hwc(x[:64], value_range)
-    n, h, w, c = u8.shape
-    cols = int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    canvas = np.full((rows * (h + 2) + 2, cols * (w + 2) + 2, c), 255, np.uint8)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        canvas[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + q * (w + 2):2 + q * (w + 2) + w] = u8[i]
-    img = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
-    scale = max(1, 256 // max(h, w))
-    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)

@@ -199,7 +199,7 @@ class Trainer:
 
     # --- the loop --------------------------------------------------------------------------
     def _write_grid(self) -> None:
-        from .pictures import picture_of, save_png
+        from fdrl_core.pictures import picture_of, save_png
         x = self.sample(self.cfg["grid_size"], seed=self.cfg["seed"] + 1)
         save_png(picture_of(x.numpy()), self.out / "samples" / f"step_{self.step:07d}.png")
 

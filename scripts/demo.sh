@@ -7,5 +7,5 @@ source "$(dirname "$0")/setup_env.sh" onnx
 out="${1:-runs/demo}"
 fdrl-train --config swissroll --out "$out" --overwrite
 fdrl-export "$out/last.pt" "$out/model.onnx"
-fdrl-infer --engine "$out/model.onnx" -n 10000 --out "$out/samples" --grid "$out/samples.png" --overwrite
-echo "picture of the samples: $out/samples.png; samples: $out/samples/shards/*.npz"
+fdrl-infer --engine "$out/model.onnx" -n 10000 --out "$out/generated" --grid "$out/samples.png" --overwrite
+echo "picture of the samples: $out/samples.png; samples: $out/generated/shards/*.npz"

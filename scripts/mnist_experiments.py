@@ -19,7 +19,7 @@ from fdrl_eval.cli import digit_report
 from fdrl_eval.samples import load_samples
 from fdrl_runtime.artifact import load_artifact
 from fdrl_train.datasets import load_mnist_dataset
-from fdrl_train.pictures import image_grid, save_png
+from fdrl_core.pictures import image_grid, save_png
 
 
 def infer(engine, out, *args):

@@ -19,7 +19,7 @@ from PIL import Image
 
 from fdrl_eval.cli import digit_report
 from fdrl_eval.samples import load_samples
-from fdrl_train.pictures import image_grid, save_png
+from fdrl_core.pictures import image_grid, save_png
 
 
 def sh(*cmd):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from fdrl_eval.samples import load_samples
 from fdrl_train.classifier import DigitClassifier, load_digit_classifier, predict
 from fdrl_train.datasets import halves, load_mnist_dataset, thicken
-from fdrl_train.pictures import image_grid, save_png
+from fdrl_core.pictures import image_grid, save_png
 
 
 def sh(*cmd):

@@ -20,7 +20,7 @@ import torch
 
 from fdrl_train.datasets import TWENTY_FIVE_CENTRES, toy_sample
 from fdrl_train.metrics import mmd2_rbf, mode_coverage
-from fdrl_train.pictures import save_png, scatter_plot
+from fdrl_core.pictures import save_png, scatter_plot
 from fdrl_runtime.outputs import read_samples
 
 N_EVAL = 2000

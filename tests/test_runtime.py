@@ -265,3 +265,10 @@ def test_a_rerun_into_the_same_folder_completes_extends_or_is_refused(artifacts,
     # --overwrite starts over with the new settings.
     assert infer(toy, out, "-n", "50", "--seed", "4", "--overwrite").returncode == 0
     assert json.loads((out / "run.json").read_text())["seed"] == 4 and len(read_samples(out)[0]) == 50
+
+
+def test_grid_of_points_shows_all_of_them(artifacts, tmp_path):
+    from PIL import Image
+    assert infer(artifacts["toy.onnx"], tmp_path / "o", "-n", "3000", "--grid", str(tmp_path / "new" / "pic.png")).returncode == 0
+    a = np.asarray(Image.open(tmp_path / "new" / "pic.png").convert("RGB")).astype(int)[37:-37, 37:-37]
+    assert ((a.sum(2) < 750).sum()) > 1000  # far more than 64 one-pixel dots
