@@ -33,7 +33,10 @@ def fail(msg: str, code: int = 2):
 
 def parse_shard(text: str | None) -> tuple[int, int]:
     if text is None:
-        return shard_from_env()
+        try:
+            return shard_from_env()
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:

@@ -34,7 +34,14 @@ def shard_from_env() -> tuple[int, int]:
     """(rank, world size) from torchrun or SLURM; (0, 1) when neither launched us."""
     for rank, world in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
         if rank in os.environ and world in os.environ:
-            return int(os.environ[rank]), int(os.environ[world])
+            text = f"{rank}={os.environ[rank]!r} {world}={os.environ[world]!r}"
+            try:
+                i, n = int(os.environ[rank]), int(os.environ[world])
+            except ValueError:
+                raise ValueError(f"{text}: not integers; unset them or give --shard I/N") from None
+            if n <= 0 or not 0 <= i < n:  # the same rule as --shard
+                raise ValueError(f"{text}: need 0 <= {rank} < {world}; unset them or give --shard I/N")
+            return i, n
     return 0, 1
 
 

@@ -272,3 +272,14 @@ def test_grid_of_points_shows_all_of_them(artifacts, tmp_path):
     assert infer(artifacts["toy.onnx"], tmp_path / "o", "-n", "3000", "--grid", str(tmp_path / "new" / "pic.png")).returncode == 0
     a = np.asarray(Image.open(tmp_path / "new" / "pic.png").convert("RGB")).astype(int)[37:-37, 37:-37]
     assert ((a.sum(2) < 750).sum()) > 1000  # far more than 64 one-pixel dots
+
+
+@pytest.mark.parametrize("env, fragment", [({"RANK": "abc", "WORLD_SIZE": "2"}, "not integers"),
+                                           ({"RANK": "0", "WORLD_SIZE": "0"}, "0 <= RANK < WORLD_SIZE"),
+                                           ({"RANK": "5", "WORLD_SIZE": "2"}, "0 <= RANK < WORLD_SIZE"),
+                                           ({"SLURM_PROCID": "-1", "SLURM_NTASKS": "4"}, "SLURM_PROCID")])
+def test_launcher_ranks_are_checked_like_shard(artifacts, tmp_path, env, fragment):
+    p = run_cli("fdrl_runtime.cli", "--engine", artifacts["toy.onnx"], "--out", str(tmp_path / "o"), "-n", "10",
+                "--quiet", env=env)
+    assert_user_error(p, fragment, "--shard")
+    assert not (tmp_path / "o").exists()
