@@ -42,9 +42,13 @@ def test_fid_without_weights_is_one_clear_line(tmp_path):
     (["{pts}", "--against", "mnist"], "28x28"),
     (["{pts}", "--against", "imagenet"], "--against"),
     (["{pts}", "--against", "{bad_stats}"], "statistics file"),
+    (["{nan}", "--against", "25gaussians"], "1 of 10 samples are not finite"),
 ])
 def test_bad_input(tmp_path, args, fragment):
     np.savez(tmp_path / "pts.npz", x=np.zeros((10, 2), np.float32))
+    nan = np.zeros((10, 2), np.float32)
+    nan[3, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", x=nan)
     np.savez(tmp_path / "bad.npz", foo=np.zeros(2))
-    args = [a.format(pts=tmp_path / "pts.npz", bad_stats=tmp_path / "bad.npz") for a in args]
+    args = [a.format(pts=tmp_path / "pts.npz", bad_stats=tmp_path / "bad.npz", nan=tmp_path / "nan.npz") for a in args]
     assert_user_error(run_cli("fdrl_eval.cli", *args), fragment)
