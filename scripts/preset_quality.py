@@ -70,7 +70,8 @@ class Judge:
                 "pixel_mean": float(x.mean()), "pixel_std": float(x.std()), "min_class": float(shares.min())}
 
 
-def sample_run(preset: str, run_dir: Path, sets: list[str], n: int, train: bool) -> tuple[np.ndarray, float | None]:
+def sample_run(preset: str, run_dir: Path, sets: list[str], n: int, train: bool,
+               steps: int | None = None) -> tuple[np.ndarray, float | None]:
     from fdrl_runtime.outputs import from_uint8_hwc, read_samples
     train_s = None
     if train:
@@ -80,7 +81,7 @@ def sample_run(preset: str, run_dir: Path, sets: list[str], n: int, train: bool)
         train_s = time.perf_counter() - t0
     sh("fdrl_export.cli", str(run_dir / "last.pt"), str(run_dir / "model.onnx"))
     sh("fdrl_runtime.cli", "--engine", str(run_dir / "model.onnx"), "-n", str(n), "--out", str(run_dir / "samples"),
-       "--format", "npz", "--overwrite", "--quiet", "--seed", "2")
+       "--format", "npz", "--overwrite", "--quiet", "--seed", "2", *(["--steps", str(steps)] if steps else []))
     _, u8 = read_samples(run_dir / "samples")
     return from_uint8_hwc(u8, (-1.0, 1.0)).reshape(len(u8), -1), train_s
 
@@ -93,6 +94,7 @@ def main():
     ap.add_argument("--reuse", action="store_true", help="judge the runs already in runs/quality_<preset>_*")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--doc", help="write the table here (Markdown)")
+    ap.add_argument("--steps", type=int, help="flow steps at sampling (default: each run's K + kappa)")
     args = ap.parse_args()
     from fdrl_train.config import load_config
     from fdrl_train.datasets import load_dataset
@@ -111,7 +113,7 @@ def main():
     for label, sets in runs:
         slug = re.sub("_+", "_", "".join(c if c.isalnum() else "_" for c in label.lower())).strip("_")
         x, train_s = sample_run(args.preset, ROOT / "runs" / f"quality_{args.preset}_{slug}", sets.split(),
-                                args.n, not args.reuse)
+                                args.n, not args.reuse, args.steps)
         rows.append((f"FDRL `{args.preset}` {label}" + (f" (`{sets}`)" if sets else ""), judge(x), train_s))
     g = rows[1][1]
     lines = [f"| {args.preset}: samples vs held-out ({len(test_x)}) | FD (MLP features) | MMD² | pixel W1 | "
