@@ -16,15 +16,20 @@ def refuse_pickles(torch, path) -> None:
     weights_only=False when the safe load fails): refuse any archive where it would."""
     import io
     import zipfile
+    import zlib
     from ..artifact import pt2_pickled_members
-    bad = pt2_pickled_members(path)
-    with zipfile.ZipFile(path) as z:
-        for full in z.namelist():
-            if "/data/sample_inputs/" in "/" + full:
-                try:
-                    torch.load(io.BytesIO(z.read(full)), weights_only=True)
-                except Exception:  # the restricted unpickler refuses whatever is not plain tensors
-                    bad.append(full.split("/", 1)[-1])
+    try:
+        bad = pt2_pickled_members(path)
+        with zipfile.ZipFile(path) as z:
+            for full in z.namelist():
+                if "/data/sample_inputs/" in "/" + full:
+                    data = z.read(full)
+                    try:
+                        torch.load(io.BytesIO(data), weights_only=True)
+                    except Exception:  # the restricted unpickler refuses whatever is not plain tensors
+                        bad.append(full.split("/", 1)[-1])
+    except (zipfile.BadZipFile, OSError, zlib.error, EOFError):
+        raise BackendError(f"{path} is not a readable .pt2 archive (truncated or corrupt)") from None
     if bad:
         raise BackendError(f"{path} holds pickled data that loading would execute ({bad[0]}): refused; "
                            "pass --trust-pickle only if you trust where the file came from")
