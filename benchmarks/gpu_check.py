@@ -39,9 +39,10 @@ from fdrl_runtime.backends.torch import TorchBackend  # noqa: E402
 from fdrl_runtime.loop import NOISE_BLOCK, euler_steps, sample_batch  # noqa: E402
 from fdrl_train.checkpoint import checkpoint_dict  # noqa: E402
 from fdrl_train.config import validate  # noqa: E402
+from fdrl_train.losses import DIVERGENCES  # noqa: E402
+from fdrl_train.metrics import feature_stats, frechet_distance  # noqa: E402
 from fdrl_train.models import build_model  # noqa: E402
 
-from benchmarks.reference_loop import reference_flow  # noqa: E402
 
 OPTIONAL = ("onnx", "onnxruntime", "tensorrt", "cuda.bindings", "cupy", "triton")
 
@@ -94,7 +95,7 @@ class ReferenceRow(TorchBackend):
 
     def run_steps(self, x, noise_block, eta, nu, y=None):
         x = x.clone().requires_grad_(True)
-        f_prime = lambda out: 2 * out if self.cfg["divergence"] == "Pearson" else out  # noqa: E731
+        f_prime = DIVERGENCES[self.cfg["divergence"]].f_prime  # as reference_loop.reference_flow
         for xi in noise_block:
             grad = torch.autograd.grad(f_prime(self.net(x)).sum(), [x])[0]
             x = (x - eta * grad + nu * xi).detach().requires_grad_(True)
@@ -123,13 +124,7 @@ def sync(device):
 
 
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
-    from numpy.linalg import eigh
-    mu = a.mean(0) - b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    w, v = eigh(s1)
-    r = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    tr = np.sqrt(np.clip(np.linalg.eigvalsh(r @ s2 @ r), 0, None)).sum()
-    return max(float(mu @ mu + np.trace(s1) + np.trace(s2) - 2 * tr), 0.0)  # rounding can dip below 0
+    return frechet_distance(*feature_stats(a), *feature_stats(b))
 
 
 def main():
