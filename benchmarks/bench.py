@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import resource
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,10 +19,13 @@ from pathlib import Path
 import click
 import numpy as np
 
+from fdrl_core.atomic import atomic_write_text
+from fdrl_core.errors import FdrlError, cli_errors
+
 ROW_KINDS = ("eager", "graph", "compile", "onnxruntime", "torch", "tensorrt")
 
 
-class BenchError(ValueError):
+class BenchError(FdrlError, ValueError):
     pass
 
 
@@ -87,11 +89,13 @@ def runtime_runner(artifact_path, backend: str, precision: str, device: str, bat
 def torch_runners(ckpt: dict, kinds, batch: int, steps: int, weights: str = "ema"):
     """eager (reference-style), graph (fdrl-train's flow) and compile (the same, fused)."""
     import torch
+
     from fdrl_export.graph import estimator_from_checkpoint
     from fdrl_train.drift import DriftGraph
     from fdrl_train.losses import get_pairing
-    from fdrl_train.train import make_flow
     from fdrl_train.priors import prior_from_state
+    from fdrl_train.train import make_flow
+
     from .reference_loop import reference_flow
     est = estimator_from_checkpoint(ckpt, weights if ckpt.get("ema") is not None else "raw")
     cfg = est.cfg
@@ -165,6 +169,7 @@ def parse_list(text: str, what: str, cast=str):
 def random_checkpoint(model: str, seed: int = 0) -> dict:
     """Random weights in the paper's architecture for `model`, at its dataset's shape."""
     import torch
+
     from fdrl_train.checkpoint import checkpoint_dict
     from fdrl_train.config import load_config
     from fdrl_train.models import build_model
@@ -202,21 +207,10 @@ def random_checkpoint(model: str, seed: int = 0) -> dict:
 def main(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path,
          train_config, overrides):
     """Benchmark an artifact (ARTIFACT), a checkpoint (CKPT) or random weights (--model)."""
-    try:
+    with cli_errors("fdrl-bench"):
         if train_config:
             return bench_training(train_config, overrides, repeats)
         run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path)
-    except BenchError as e:
-        click.echo(f"fdrl-bench: error: {e}", err=True)
-        sys.exit(2)
-    except Exception as e:  # the project's own user errors all carry a one-line message
-        from fdrl_runtime.artifact import ArtifactError
-        from fdrl_runtime.backends import BackendError
-        from fdrl_train.checkpoint import CheckpointError
-        if isinstance(e, (ArtifactError, BackendError, CheckpointError)):
-            click.echo(f"fdrl-bench: error: {e}", err=True)
-            sys.exit(2)
-        raise
 
 
 def run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path):
@@ -233,6 +227,7 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
     ckpt, artifacts = None, {}
     if model or Path(target).suffix == ".pt":
         import torch
+
         from fdrl_export.export import ExportOptions, export
         if model:
             ckpt = random_checkpoint(model)
@@ -256,12 +251,12 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
         kinds = [k for k in kinds if k in artifacts]
     from fdrl_runtime.artifact import load_artifact
     meta = load_artifact(next(iter(artifacts.values())), with_payload=False).meta if artifacts else None
-    shape = tuple(meta["sample_shape"]) if meta else tuple(ckpt["sample_shape"])
+    shape = meta.sample_shape if meta else tuple(ckpt["sample_shape"])
     batch_list = parse_list(batches, "batch", int) if batches else [16 if len(shape) == 3 else 1024]
     if any(b <= 0 for b in batch_list):
         raise BenchError("--batch sizes must be positive")
-    flops = meta.get("flops_per_sample") if meta else None
-    total = (meta["flow_steps"] + meta["refine_steps"]) if meta else ckpt["config"]["flow_steps"] + ckpt["config"]["refine_steps"]
+    flops = meta.flops_per_sample if meta else None
+    total = meta.default_steps if meta else ckpt["config"]["flow_steps"] + ckpt["config"]["refine_steps"]
     peak = matmul_peak_gflops()
     rows: list[Row] = []
     for b in batch_list:
@@ -296,7 +291,7 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
     fastest = min(rows, key=lambda r: r.step_ms(steps)[0] / r.batch)
     click.echo(f"\nfastest per sample: {fastest.name} at batch {fastest.batch}")
     if json_path:
-        Path(json_path).write_text(json.dumps({"peak_gflops": peak, "flops_per_sample": flops, "steps": steps,
+        atomic_write_text(json_path, json.dumps({"peak_gflops": peak, "flops_per_sample": flops, "steps": steps,
                                                "rows": [asdict(r) for r in rows]}, indent=2))
     if plot_path:
         _plot(rows, steps, total, plot_path)
@@ -321,8 +316,10 @@ def _plot(rows, steps, total, path):
 def bench_training(config: str, overrides, repeats: int) -> None:
     """Training steps/s of fdrl-train against the reference-style training step."""
     import torch
+
     from fdrl_train.config import load_config
     from fdrl_train.train import Trainer
+
     from .reference_loop import ReferenceTrainStep
     cfg = load_config(config, list(overrides))
     cfg["sample_every"] = 0

@@ -43,7 +43,6 @@ from fdrl_train.losses import DIVERGENCES  # noqa: E402
 from fdrl_train.metrics import feature_stats, frechet_distance  # noqa: E402
 from fdrl_train.models import build_model  # noqa: E402
 
-
 OPTIONAL = ("onnx", "onnxruntime", "tensorrt", "cuda.bindings", "cupy", "triton")
 
 
@@ -157,8 +156,8 @@ def main():
     meta, arrays = build_meta(est, ckpt, prior, module, "0" * 64)
     save_program(export_program(module, shape), tmp / "m.pt2", meta, arrays)
     art = load_artifact(tmp / "m.pt2")
-    steps, eta, nu = art.default_steps, float(art.meta["eta"]), float(art.meta["noise"])
-    flops = float(art.meta.get("flops_per_sample") or 0.0)
+    steps, eta, nu = art.default_steps, art.meta.eta, art.meta.noise
+    flops = float(art.meta.flops_per_sample or 0.0)
     peak = bf16_peak(device, small)
     print(f"device {device}, model {model} ({flops / 1e9:.2f} GFLOP per sample-step), batches {batches}, "
           f"{steps} steps; {'bf16' if device == 'cuda' else 'fp32'} GEMM peak {peak:.1f} TFLOP/s", flush=True)

@@ -16,13 +16,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.reference_loop import ReferenceTrainStep  # noqa: E402
 from fdrl_train.config import validate  # noqa: E402
 from fdrl_train.datasets import Dataset  # noqa: E402
 from fdrl_train.models import build_model  # noqa: E402
 from fdrl_train.priors import UniformPrior  # noqa: E402
 from fdrl_train.train import Trainer  # noqa: E402
-
-from benchmarks.reference_loop import ReferenceTrainStep  # noqa: E402
 
 
 class SyntheticImages(Dataset):

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import FdrlError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(FdrlError, ValueError):
     """A file that should be an image cannot be decoded; the message names it."""
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .atomic import atomic_path
+
 
 def image_grid(images: np.ndarray, ncol: int | None = None, pad: int = 2) -> Image.Image:
     """images: [N, C, H, W] floats in [-1, 1] (C = 1 or 3)."""
@@ -82,9 +84,8 @@ def save_png(img: Image.Image, path: str | os.PathLike) -> None:
     """Write atomically, so a reader never sees half a picture."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
 
 
 def picture_of(samples: np.ndarray, value_range=(-1.0, 1.0)) -> Image.Image:

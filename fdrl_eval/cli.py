@@ -9,10 +9,12 @@ statistics in that same format.
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 import numpy as np
+
+from fdrl_core.atomic import atomic_write_text
+from fdrl_core.errors import cli_errors
 
 from .samples import EvalError, load_samples
 
@@ -21,9 +23,14 @@ TOYS = ("25gaussians", "8gaussians", "swissroll", "chasm")
 
 def digit_report(x: np.ndarray) -> dict:
     import torch
+
     from fdrl_train.classifier import load_digit_classifier, predict
     from fdrl_train.datasets import load_mnist_dataset
-    from fdrl_train.metrics import feature_stats, frechet_distance, kernel_inception_distance
+    from fdrl_train.metrics import (
+        feature_stats,
+        frechet_distance,
+        kernel_inception_distance,
+    )
     if tuple(x.shape[1:]) != (1, 28, 28):
         raise EvalError(f"--against mnist takes 28x28 grey images; the samples have shape {tuple(x.shape[1:])}")
     clf = load_digit_classifier()
@@ -48,6 +55,7 @@ def digit_report(x: np.ndarray) -> dict:
 
 def toy_report(x: np.ndarray, name: str, width: float) -> dict:
     import torch
+
     from fdrl_train.datasets import TWENTY_FIVE_CENTRES, toy_sample
     from fdrl_train.metrics import mmd2_rbf, mode_coverage
     if x.ndim != 2:
@@ -64,6 +72,7 @@ def toy_report(x: np.ndarray, name: str, width: float) -> dict:
 
 def fid_report(x: np.ndarray, stats_path: str, weights: str | None) -> dict:
     from fdrl_train.metrics import feature_stats, frechet_distance
+
     from .inception import find_weights, inception_features, read_stats
     mu_r, sigma_r = read_stats(stats_path)
     feats = inception_features(x, find_weights(weights))
@@ -74,12 +83,12 @@ def fid_report(x: np.ndarray, stats_path: str, weights: str | None) -> dict:
 @click.argument("samples")
 @click.option("--against", "against", required=True, help="mnist, a toy dataset name, or a stats .npz (mu, sigma).")
 @click.option("--width", type=float, default=0.1, show_default=True, help="RBF kernel width for toy MMD.")
-@click.option("--inception-weights", help=f"Path to pt_inception-2015-12-05-6726825d.pth (FID).")
+@click.option("--inception-weights", help="Path to pt_inception-2015-12-05-6726825d.pth (FID).")
 @click.option("--save-stats", type=click.Path(dir_okay=False), help="Write the samples' Inception mu/sigma here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
 def main(samples, against, width, inception_weights, save_stats, json_path):
     """Quality numbers of SAMPLES (an fdrl-infer folder, an .npz or an image folder)."""
-    try:
+    with cli_errors("fdrl-eval"):
         x = load_samples(samples)
         if against == "mnist":
             report = digit_report(x)
@@ -91,15 +100,12 @@ def main(samples, against, width, inception_weights, save_stats, json_path):
             raise EvalError(f"--against {against!r}: use mnist, {', '.join(TOYS)} or a statistics .npz")
         if save_stats:
             from fdrl_train.metrics import feature_stats
+
             from .inception import find_weights, inception_features, write_stats
             write_stats(save_stats, *feature_stats(inception_features(x, find_weights(inception_weights))))
-    except (EvalError, FileNotFoundError) as e:
-        click.echo(f"fdrl-eval: error: {e}", err=True)
-        sys.exit(2)
-    click.echo(json.dumps(report, indent=2))
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(report, f, indent=2)
+        click.echo(json.dumps(report, indent=2))
+        if json_path:
+            atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,22 @@
-"""Sample sets as arrays: an fdrl-infer run folder, an .npz, or a folder of images."""
+"""Sample sets as float arrays for fdrl-eval: an fdrl-infer run folder, an .npz/.npy or a
+folder of images (the readers are fdrl_core.samples)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from fdrl_runtime.outputs import from_uint8_hwc, read_samples
+from fdrl_core.errors import FdrlError
+from fdrl_core.samples import (
+    ARRAY_SUFFIXES,
+    from_uint8_hwc,
+    read_array_file,
+    read_image_folder,
+    read_run_folder,
+)
 
 
-class EvalError(ValueError):
+class EvalError(FdrlError, ValueError):
     """Bad evaluation input; the message says what was expected."""
 
 
@@ -16,21 +24,18 @@ def load_samples(path: str | Path) -> np.ndarray:
     """Images as float [N, C, H, W] in [-1, 1], or points as float [N, D]."""
     p = Path(path)
     if p.is_dir() and (p / "shards").is_dir() and any((p / "shards").glob("*.npz")):
-        _, x = read_samples(p)
+        _, x = read_run_folder(p)
     elif p.is_dir() and (p / "png").is_dir():
         return load_samples(p / "png")
     elif p.is_dir():
-        from PIL import Image
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        if not files:
-            raise EvalError(f"{p}: no fdrl-infer shards and no .png/.jpg images")
-        imgs = [np.asarray(Image.open(f)) for f in files]
-        x = np.stack([i[..., None] if i.ndim == 2 else i for i in imgs])
-    elif p.is_file() and p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            x = z["x"] if "x" in z.files else z[z.files[0]]
+        try:
+            x = read_image_folder(p)
+        except FdrlError as e:
+            raise EvalError(f"{e} (and no fdrl-infer shards)") from None
+    elif p.is_file() and p.suffix in ARRAY_SUFFIXES:
+        x = read_array_file(p)
     else:
-        raise EvalError(f"{p} does not exist or is not a run folder, an .npz or an image folder")
+        raise EvalError(f"{p} does not exist or is not a run folder, an .npz/.npy or an image folder")
     if x.dtype == np.uint8:
         if x.ndim != 4:
             raise EvalError(f"{p}: uint8 data must be images [N, H, W, C]")

@@ -2,28 +2,18 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from fdrl_runtime.artifact import ArtifactError, load_artifact
-from fdrl_train.checkpoint import CheckpointError
-from fdrl_train.config import ConfigError
+from fdrl_core.errors import UsageError, cli_errors
+from fdrl_runtime.artifact import load_artifact
 
 from .export import ExportOptions, export
-from .graph import ExportError
-
-USER_ERRORS = (ExportError, ArtifactError, CheckpointError, ConfigError)
-
-
-def fail(msg: str, code: int = 2):
-    click.echo(f"fdrl-export: error: {msg}", err=True)
-    sys.exit(code)
 
 
 def print_info(path: str) -> None:
     art = load_artifact(path, with_payload=False)
-    shown = dict(art.meta)
+    shown = art.meta.to_dict()
     shown["prior_arrays"] = {k: list(v.shape) for k, v in art.prior_arrays.items()}
     click.echo(json.dumps(shown, indent=2, sort_keys=True))
 
@@ -50,22 +40,18 @@ def main(ckpt, out, info, weights, no_check, prior, trust_pickle, refine_steps, 
     """Export CKPT's density-ratio estimator and its exact input gradient to OUT.
 
     OUT's extension picks the artifact: .onnx (ONNX), .plan/.engine (TensorRT), .pt2 (torch.export)."""
-    try:
+    with cli_errors("fdrl-export", "interrupted; nothing was written"):
         if info:
             print_info(info)
             return
         if not ckpt or not out:
-            fail("usage: fdrl-export CKPT OUT (.onnx, .plan, .engine or .pt2), or fdrl-export --info ARTIFACT")
+            raise UsageError("usage: fdrl-export CKPT OUT (.onnx, .plan, .engine or .pt2), or fdrl-export --info ARTIFACT")
         if refine_steps is not None and refine_steps < 0:
-            fail(f"--refine-steps {refine_steps}: must be >= 0")
+            raise UsageError(f"--refine-steps {refine_steps}: must be >= 0")
         opts = ExportOptions(weights=weights, check=not no_check, prior=prior, trust_pickle=trust_pickle,
                              refine_steps=refine_steps, batch=batch, precision=precision,
                              workspace_mb=workspace_mb, timing_cache=timing_cache, classifier=classifier, phi=phi)
         result = export(ckpt, out, opts, log=lambda m: click.echo(m, err=True))
-    except USER_ERRORS as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        fail("interrupted; nothing was written", 130)
     check = result.describe() if result is not None else "not checked (--no-check)"
     click.echo(f"fdrl-export: wrote {out} ({weights} weights); check against float64 autograd: {check}", err=True)
 

@@ -8,13 +8,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fdrl_runtime.artifact import (artifact_kind, atomic_write_bytes, onnx_with_metadata,
-                                   sha256_file, write_sidecar)
+from fdrl_core.atomic import atomic_path, atomic_write_bytes
+from fdrl_core.prior import PriorSpec
+from fdrl_runtime.artifact import (
+    artifact_kind,
+    onnx_with_metadata,
+    sha256_file,
+    write_sidecar,
+)
 from fdrl_train.checkpoint import load_checkpoint
 from fdrl_train.reference import load_reference_ddp_prior
 
 from .check import CheckResult, check_drift, check_inputs, check_step, compare_engine
-from .graph import ClassifierSpec, ExportError, FlowStepModule, drift_module, estimator_from_checkpoint
+from .graph import (
+    ClassifierSpec,
+    ExportError,
+    FlowStepModule,
+    drift_module,
+    estimator_from_checkpoint,
+)
 from .meta import build_meta
 from .to_onnx import drift_onnx, step_onnx
 
@@ -47,15 +59,10 @@ def resolve_prior(ckpt: dict, opts: ExportOptions) -> dict | None:
     if opts.prior == "input":
         return None
     if opts.prior == "up":
-        return {"kind": "up", "shape": list(shape), "clamp": True}
+        return PriorSpec("up", shape, clamp=True).to_state()
     if opts.prior == "normal":
-        return {"kind": "normal", "shape": list(shape), "clamp": False, "std": 1.0}
+        return PriorSpec("normal", shape, clamp=False, std=1.0).to_state()
     return load_reference_ddp_prior(opts.prior, shape, opts.trust_pickle)
-
-
-def _temporary(out: Path) -> Path:
-    """Same folder and extension (torch.export.save wants .pt2), hidden, unique."""
-    return out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
 
 
 def load_classifier_spec(path, est, phi: float):
@@ -160,9 +167,9 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
     module = drift_module(est, classifier=classifier).eval()
     meta, prior_arrays = build_meta(est, ckpt, prior_state, module, sha256_file(ckpt_path), opts.refine_steps)
     if classifier is not None:
-        meta["conditional"] = {"n_classes": classifier.n_classes, "phi": classifier.phi,
-                               "classifier_sha256": classifier.sha256}
-        meta["graph"]["input"] = ["x", "y"]
+        meta = meta.replace(conditional={"n_classes": classifier.n_classes, "phi": classifier.phi,
+                                         "classifier_sha256": classifier.sha256},
+                            graph={**meta.graph, "input": ["x", "y"]})
     result = None
     if kind in ("onnx", "tensorrt"):
         model = drift_onnx(module, est.sample_shape)
@@ -171,24 +178,23 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
         if kind == "onnx":
             atomic_write_bytes(out, onnx_with_metadata(model, meta, prior_arrays).SerializeToString())
         else:
-            from .to_tensorrt import build_engine
-            from .to_tensorrt import engine_runner
-            step = FlowStepModule(module, meta["eta"], meta["noise"])
+            from .to_tensorrt import build_engine, engine_runner
+            step = FlowStepModule(module, meta.eta, meta.noise)
             step_model = step_onnx(step, est.sample_shape)
             if opts.check:  # what the engine is built from, checked before the (slow) build
-                result = checked_step_graph(est, step_model, prior_state, meta["eta"], meta["noise"])
+                result = checked_step_graph(est, step_model, prior_state, meta.eta, meta.noise)
             engine = build_engine(step_model.SerializeToString(), est.sample_shape, settings, log=log)
             if opts.check:  # and the engine itself against ONNX Runtime on the same inputs
                 reference = ort_step_runner(step_model)
                 batches = [x.numpy() for x in check_inputs(est, prior_state, (settings.opt_batch, settings.min_batch))]
                 cmp = compare_engine(engine_runner(engine), lambda x, n: reference(x, n)[:2], batches,
-                                     meta["eta"], meta["noise"], opts.precision)
+                                     meta.eta, meta.noise, opts.precision)
                 log(f"fdrl-export: {cmp.describe()}")
                 if not cmp.passed:
                     raise ExportError(f"the TensorRT engine does not match ONNX Runtime: {cmp.describe()}; "
                                       "nothing was written (try --precision fp32)")
-            meta["graph"] = {"input": ["x", "noise"], "outputs": ["x_next", "drift"], "dtype": opts.precision,
-                             "batch": [settings.min_batch, settings.opt_batch, settings.max_batch]}
+            meta = meta.replace(graph={"input": ["x", "noise"], "outputs": ["x_next", "drift"], "dtype": opts.precision,
+                                       "batch": [settings.min_batch, settings.opt_batch, settings.max_batch]})
             atomic_write_bytes(out, engine)
             write_sidecar(out, meta, prior_arrays)
     else:
@@ -196,13 +202,8 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
         program = export_program(module, est.sample_shape)
         if opts.check:
             result = _checked(est, _torch_runner(program, module), prior_state, "torch.export", classifier)
-        tmp = _temporary(out)
-        try:
+        with atomic_path(out) as tmp:
             save_program(program, tmp, meta, prior_arrays)
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     return result
 
 

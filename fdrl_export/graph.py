@@ -15,12 +15,14 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from fdrl_core.errors import FdrlError
+from fdrl_core.flow import euler_maruyama_step
 from fdrl_train.drift import DriftGraph
 from fdrl_train.losses import get_pairing
 from fdrl_train.models import build_model, plain_params, plain_twin
 
 
-class ExportError(ValueError):
+class ExportError(FdrlError, ValueError):
     """The export cannot go on; the message says why and what to do."""
 
 
@@ -162,4 +164,5 @@ class FlowStepModule(nn.Module):
 
     def forward(self, x, noise):
         d, _ = self.drift(x)
-        return x - self.eta * d + self.nu * noise, d
+        # noise is always an input (engines bind it) and always used, even when nu = 0
+        return euler_maruyama_step(x, d, self.eta, self.nu, noise), d

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fdrl_runtime.artifact import FORMAT, FORMAT_VERSION
+from fdrl_core.contract import ArtifactMeta
+from fdrl_core.prior import PriorSpec
 
 from . import __version__
 from .graph import DriftModule, Estimator
@@ -21,31 +22,20 @@ def flops_per_sample(module: DriftModule, sample_shape, batch: int = 4) -> int:
     return int(counter.get_total_flops() // batch)
 
 
-def prior_meta(prior_state: dict | None) -> tuple[dict, dict[str, np.ndarray]]:
-    """The prior as JSON-able metadata plus its arrays."""
+def prior_meta(prior_state: dict | None, sample_shape) -> tuple[dict, dict[str, np.ndarray]]:
+    """The prior as JSON-able metadata plus its arrays (None: translation, starts from --init)."""
     if prior_state is None:
-        return {"kind": "input", "clamp": False}, {}
-    kind = prior_state["kind"]
-    meta = {"kind": kind, "clamp": bool(prior_state["clamp"])}
-    arrays = {}
-    if kind == "normal":
-        meta["std"] = float(prior_state["std"])
-    elif kind == "ddp":
-        arrays = {"mean": prior_state["mean"].float().numpy(), "factor": prior_state["factor"].float().numpy()}
-        if prior_state.get("diag") is not None:
-            arrays["diag"] = prior_state["diag"].float().numpy()
-        meta["rank"] = int(arrays["factor"].shape[1])
-        meta["covariance"] = "low rank + diagonal" if "diag" in arrays else "full"
-    return meta, arrays
+        return PriorSpec("input", sample_shape, clamp=False).to_artifact()
+    return PriorSpec.from_state(prior_state).to_artifact()
 
 
 def build_meta(est: Estimator, ckpt: dict, prior_state: dict | None, module: DriftModule,
-               checkpoint_sha256: str, refine_steps: int | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+               checkpoint_sha256: str, refine_steps: int | None = None) -> tuple[ArtifactMeta, dict[str, np.ndarray]]:
     cfg = est.cfg
-    prior, arrays = prior_meta(prior_state)
+    prior, arrays = prior_meta(prior_state, est.sample_shape)
     from fdrl_train.losses import LOSSES
     meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "created_by": f"fdrl {__version__}",
+        "created_by": f"fdrl {__version__}",
         "sample_shape": list(est.sample_shape), "value_range": ckpt.get("value_range"),
         "eta": float(cfg["eta"]), "noise": float(cfg["noise"]), "flow_steps": int(cfg["flow_steps"]),
         "refine_steps": int(cfg["refine_steps"] if refine_steps is None else refine_steps),
@@ -56,4 +46,5 @@ def build_meta(est: Estimator, ckpt: dict, prior_state: dict | None, module: Dri
         "source": {"checkpoint_sha256": checkpoint_sha256, "step": int(ckpt.get("step", 0)),
                    "weights": est.weights, "kind": (ckpt.get("source") or {}).get("kind", "fdrl-train")},
     }
-    return meta, arrays
+    # validated here too: a checkpoint's bad value (eta -1) stops the export, named
+    return ArtifactMeta(**meta).replace(), arrays

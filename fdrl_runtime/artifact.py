@@ -2,7 +2,8 @@
 
 An artifact holds the step graph x -> (drift, score) and everything `fdrl-infer` needs to
 sample from it with no other input: the flow's hyper-parameters, the sample shape and
-value range, the prior, the source and a format version (the `meta` dict below).
+value range, the prior, the source and a format version (`meta`: fdrl_core.contract.ArtifactMeta,
+the contract; this module holds where each file type keeps it).
 
 - `.onnx`: an ONNX model; `meta` as JSON in metadata_props["fdrl"], the prior's arrays
   as initializers named "fdrl.prior.<name>" that no node reads (stripped before a
@@ -22,40 +23,40 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "fdrl-artifact"
-FORMAT_VERSION = 1
+from fdrl_core.atomic import atomic_write_bytes
+from fdrl_core.contract import FORMAT, FORMAT_VERSION, ArtifactError, ArtifactMeta  # noqa: F401  (re-exported)
+from fdrl_core.prior import PriorSpec
+
 ONNX_META_KEY = "fdrl"
 PRIOR_PREFIX = "fdrl.prior."
 SIDECAR_SUFFIX = ".fdrl.npz"
 KINDS = {".onnx": "onnx", ".plan": "tensorrt", ".engine": "tensorrt", ".pt2": "torch"}
-REQUIRED = ("format", "format_version", "sample_shape", "eta", "noise", "flow_steps", "refine_steps",
-            "divergence", "loss", "output", "prior", "value_range")
-
-
-class ArtifactError(ValueError):
-    """An artifact that is missing, corrupt, too new or inconsistent; the message says which."""
 
 
 @dataclass
 class Artifact:
     path: Path
     kind: str                      # "onnx", "tensorrt" or "torch"
-    meta: dict
+    meta: ArtifactMeta
     prior_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     payload: bytes | None = None   # the ONNX model without the prior initializers
+    prior: PriorSpec = field(init=False)
+
+    def __post_init__(self):
+        self.prior = PriorSpec.from_artifact(self.meta.prior, self.prior_arrays, self.meta.sample_shape,
+                                             str(self.path))
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        return tuple(self.meta["sample_shape"])
+        return self.meta.sample_shape
 
     @property
     def value_range(self) -> tuple[float, float] | None:
-        vr = self.meta["value_range"]
-        return None if vr is None else (float(vr[0]), float(vr[1]))
+        return self.meta.value_range
 
     @property
     def default_steps(self) -> int:
-        return int(self.meta["flow_steps"]) + int(self.meta["refine_steps"])
+        return self.meta.default_steps
 
     @property
     def is_image(self) -> bool:
@@ -68,19 +69,6 @@ def artifact_kind(path: str | os.PathLike) -> str:
         raise ArtifactError(f"{path}: unknown artifact type '{suffix or '(none)'}'; "
                             f"use {', '.join(sorted(KINDS))}")
     return KINDS[suffix]
-
-
-def validate_meta(meta: dict, where: str) -> dict:
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ArtifactError(f"{where} is not an fdrl artifact (no '{FORMAT}' metadata): export it with fdrl-export")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ArtifactError(f"{where} has artifact format version {version}; this fdrl-infer reads up to "
-                            f"{FORMAT_VERSION}: upgrade fdrl")
-    missing = [k for k in REQUIRED if k not in meta]
-    if missing:
-        raise ArtifactError(f"{where}: artifact metadata lacks {', '.join(missing)}; export it again")
-    return meta
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -105,45 +93,35 @@ def _read_npz(data: bytes | str | os.PathLike, where: str) -> dict[str, np.ndarr
         raise ArtifactError(f"{where} is corrupt: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}") from None
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 # --- writing (used by fdrl_export) -----------------------------------------------------------
 
-def onnx_with_metadata(model, meta: dict, prior_arrays: dict[str, np.ndarray]):
+def meta_json(meta: ArtifactMeta) -> str:
+    return json.dumps(meta.to_dict(), sort_keys=True)
+
+
+def onnx_with_metadata(model, meta: ArtifactMeta, prior_arrays: dict[str, np.ndarray]):
     """Attach meta and prior arrays to an onnx.ModelProto (in place; returned)."""
     from onnx import numpy_helper
     del model.metadata_props[:]
     entry = model.metadata_props.add()
-    entry.key, entry.value = ONNX_META_KEY, json.dumps(meta, sort_keys=True)
+    entry.key, entry.value = ONNX_META_KEY, meta_json(meta)
     for name, arr in prior_arrays.items():
         model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(arr), PRIOR_PREFIX + name))
     return model
 
 
-def write_sidecar(engine_path: str | os.PathLike, meta: dict, prior_arrays: dict[str, np.ndarray]) -> Path:
+def write_sidecar(engine_path: str | os.PathLike, meta: ArtifactMeta, prior_arrays: dict[str, np.ndarray]) -> Path:
     """The metadata file beside a TensorRT engine; call after the engine is in place."""
     side = Path(str(engine_path) + SIDECAR_SUFFIX)
     arrays = {f"prior_{k}": v for k, v in prior_arrays.items()}
-    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+    arrays["meta"] = np.array(meta_json(meta))
     arrays["engine_sha256"] = np.array(sha256_file(engine_path))
     atomic_write_bytes(side, _npz_bytes(arrays))
     return side
 
 
-def pt2_extra_files(meta: dict, prior_arrays: dict[str, np.ndarray]) -> dict[str, str]:
-    return {"fdrl_meta.json": json.dumps(meta, sort_keys=True),
+def pt2_extra_files(meta: ArtifactMeta, prior_arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    return {"fdrl_meta.json": meta_json(meta),
             "fdrl_prior.npz.hex": _npz_bytes(prior_arrays).hex()}
 
 
@@ -178,7 +156,7 @@ def _load_onnx(path: Path, with_payload: bool) -> Artifact:
         meta = json.loads(props[ONNX_META_KEY])
     except json.JSONDecodeError:
         raise ArtifactError(f"{path}: the fdrl metadata is not valid JSON") from None
-    validate_meta(meta, str(path))
+    meta = ArtifactMeta.from_dict(meta, str(path))
     from onnx import numpy_helper
     prior, keep = {}, []
     for init in model.graph.initializer:
@@ -205,7 +183,7 @@ def _load_engine(path: Path) -> Artifact:
         raise ArtifactError(f"{side} is not an fdrl engine metadata file") from None
     if sha256_file(path) != expected:
         raise ArtifactError(f"{side} does not match {path} (the engine was rebuilt or replaced): export again")
-    validate_meta(meta, str(path))
+    meta = ArtifactMeta.from_dict(meta, str(path))
     prior = {k[len("prior_"):]: v for k, v in arrays.items() if k.startswith("prior_")}
     return Artifact(path, "tensorrt", meta, prior)
 
@@ -257,5 +235,7 @@ def _load_pt2(path: Path) -> Artifact:
                 if "fdrl_prior.npz.hex" in names else {}
     except zipfile.BadZipFile:
         raise ArtifactError(f"artifact {path} is not a readable .pt2 archive (truncated or corrupt)") from None
-    validate_meta(meta, str(path))
+    except (ValueError, UnicodeDecodeError):
+        raise ArtifactError(f"{path}: the fdrl metadata in the archive is not valid JSON") from None
+    meta = ArtifactMeta.from_dict(meta, str(path))
     return Artifact(path, "torch", meta, prior)

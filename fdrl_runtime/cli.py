@@ -2,33 +2,28 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 import click
 import numpy as np
 
-from fdrl_core.images import IMAGE_SUFFIXES, ImageReadError, image_files, load_image
-
-from .artifact import ArtifactError, load_artifact, sha256_file
-from .backends import BackendError, backend_class, resolve_backend
-from .generate import NonFiniteSamples, Plan, generate, shard_from_env
+from fdrl_core.errors import FdrlError, UsageError, cli_errors
 from fdrl_core.pictures import picture_of, save_png
+from fdrl_core.samples import (
+    ARRAY_SUFFIXES,
+    from_uint8_hwc,
+    read_array_file,
+    read_image_folder,
+)
 
-from .outputs import FORMATS, RunFolder, RunFolderError, from_uint8_hwc
+from .artifact import load_artifact, sha256_file
+from .backends import backend_class, resolve_backend
+from .generate import Plan, generate, shard_from_env
+from .outputs import FORMATS, RunFolder
 
 DEFAULT_SHARD = 1000
 GRID_POINTS = 200_000  # --grid draws every point of a toy run, up to this many
-
-
-class UsageError(ValueError):
-    pass
-
-
-def fail(msg: str, code: int = 2):
-    click.echo(f"fdrl-infer: error: {msg}", err=True)
-    sys.exit(code)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -48,7 +43,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 def parse_classes(one: int | None, many: str | None, artifact) -> list[int] | None:
     """--class K or --classes 0-9 / 1,3,5; a conditional artifact defaults to all classes."""
-    cond = artifact.meta.get("conditional")
+    cond = artifact.meta.conditional
     if cond is None:
         if one is not None or many is not None:
             raise UsageError("this artifact is not class-conditional: export it with fdrl-export --classifier CLS.pt")
@@ -78,36 +73,31 @@ def load_init(path: str, artifact) -> np.ndarray:
     """Starting samples from a .npz/.npy file or a folder of images, as [N, *shape] floats."""
     p = Path(path)
     shape = artifact.sample_shape
-    if p.is_dir():
-        # Prepared as training prepares a folder dataset: the largest centred square,
-        # resized to the model's size (Cat2dog's 256x256 testA/ into a 64x64 model).
-        if not artifact.is_image:
-            raise UsageError(f"--init {path}: this artifact takes points of shape {shape}, not images: give a .npz/.npy")
-        files = image_files(p, recursive=False)
-        if not files:
-            raise UsageError(f"--init {path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        try:
-            arr = np.stack([load_image(f, shape[1], None, shape[0]) for f in files])
-        except ImageReadError as e:
-            raise UsageError(f"--init {path}: {e}") from None
-    elif p.is_file() and p.suffix in (".npz", ".npy"):
-        try:
-            if p.suffix == ".npy":
-                arr = np.load(p, allow_pickle=False)
-            else:
-                with np.load(p, allow_pickle=False) as z:
-                    arr = z["x"] if "x" in z.files else z[z.files[0]]
-        except Exception as e:  # numpy raises several kinds for a damaged file
-            raise UsageError(f"--init {path} cannot be read: {str(e).splitlines()[0][:120]}") from None
-    else:
-        raise UsageError(f"--init {path}: give a .npz/.npy file or a folder of images")
+    try:
+        if p.is_dir():
+            # Prepared as training prepares a folder dataset: the largest centred square,
+            # resized to the model's size (Cat2dog's 256x256 testA/ into a 64x64 model).
+            if not artifact.is_image:
+                raise UsageError(f"this artifact takes points of shape {shape}, not images: give a .npz/.npy")
+            arr = read_image_folder(p, size=shape[1], channels=shape[0])
+        elif p.is_file() and p.suffix in ARRAY_SUFFIXES:
+            arr = read_array_file(p)
+        else:
+            raise UsageError("give a .npz/.npy file or a folder of images")
+    except (FdrlError, OSError) as e:
+        raise UsageError(f"--init {path}: {e}") from None
     if arr.dtype == np.uint8:
         if not artifact.is_image or arr.ndim != 4:
             raise UsageError(f"--init {path}: uint8 data must be images [N, H, W, C]")
         arr = from_uint8_hwc(arr, artifact.value_range or (-1.0, 1.0))
+    if not np.issubdtype(arr.dtype, np.number) or arr.ndim < 1:
+        raise UsageError(f"--init {path}: holds {arr.dtype} data, not samples")
     arr = arr.astype(np.float32)
     if tuple(arr.shape[1:]) != shape:
         raise UsageError(f"--init {path}: samples have shape {tuple(arr.shape[1:])}, the model takes {shape}")
+    bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+    if bad.any():
+        raise UsageError(f"--init {path}: {int(bad.sum())} of {len(arr)} samples are not finite (NaN or inf)")
     return arr
 
 
@@ -135,13 +125,9 @@ def load_init(path: str, artifact) -> np.ndarray:
 def main(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
          one_class, classes, threads, overwrite, trust_pickle, quiet):
     """Generate samples: prior draw, K + kappa flow steps, clamp, write."""
-    try:
+    with cli_errors("fdrl-infer", "interrupted; finished shards are kept: run the same command again to complete the rest"):
         run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
             threads, overwrite, quiet, one_class, classes, trust_pickle)
-    except (ArtifactError, BackendError, UsageError, NonFiniteSamples, RunFolderError) as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        fail("interrupted; finished shards are kept: run the same command again to complete the rest", 130)
 
 
 def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
@@ -162,7 +148,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
         n = n or len(init_x)
         if n > len(init_x):
             raise UsageError(f"-n {n} but --init holds {len(init_x)} samples")
-    elif artifact.meta["prior"]["kind"] == "input":
+    elif not artifact.prior.drawable:
         raise UsageError("this artifact has no prior (it translates given images): give --init SOURCE")
     n = n or 1000
     on_gpu = device.startswith("cuda")

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fdrl_core.errors import FdrlError
+
 from .artifact import Artifact
 from .loop import sample_batch
 from .outputs import RunFolder
 
 
-class NonFiniteSamples(RuntimeError):
+class NonFiniteSamples(FdrlError, RuntimeError):
     """The flow produced NaN or inf; nothing of that shard is written."""
 
 

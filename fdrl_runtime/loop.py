@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fdrl_core.flow import euler_maruyama
+
 from .artifact import Artifact
 from .noise import Draws
 from .priors import draw_prior, prior_dim
@@ -18,19 +20,15 @@ NOISE_BLOCK = 10  # steps of noise drawn per call: amortises the draw's fixed co
 
 
 def euler_steps(drift, x, noise_block, eta: float, nu: float):
-    """Apply len(noise_block) steps; the one definition of the update the backends share."""
-    for xi in noise_block:
-        x = x - eta * drift(x)
-        if nu:
-            x = x + nu * xi
-    return x
+    """Apply len(noise_block) steps of the update (fdrl_core.flow); entries None when nu = 0."""
+    return euler_maruyama(drift, x, len(noise_block), eta, nu, noise_block.__getitem__)
 
 
 def sample_batch(backend, artifact: Artifact, ids: np.ndarray, seed: int, steps: int,
                  init: np.ndarray | None = None, labels: np.ndarray | None = None) -> np.ndarray:
     """Samples for global ids `ids` as a numpy float32 array [B, *shape]; `labels` [B] are
     the classes asked for from a class-conditional artifact."""
-    eta, nu = float(artifact.meta["eta"]), float(artifact.meta["noise"])
+    eta, nu = artifact.meta.eta, artifact.meta.noise
     draws: Draws = backend.draws(seed, ids)
     if init is None:
         x = draw_prior(artifact, draws, backend.xp, backend.from_numpy)

@@ -10,32 +10,22 @@ run leaves only whole shards and the same command completes it.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .artifact import atomic_write_bytes
+from fdrl_core.atomic import atomic_write_bytes, remove_stale_temps, temporary_name
+from fdrl_core.errors import FdrlError
+from fdrl_core.samples import to_uint8_hwc
 
 FORMATS = ("png", "npz", "both")
 MANIFEST = "run.json"
 
 
-class RunFolderError(ValueError):
+class RunFolderError(FdrlError, ValueError):
     """--out holds another run's samples; the message says how to go on."""
-
-
-def to_uint8_hwc(x: np.ndarray, value_range) -> np.ndarray:
-    lo, hi = value_range
-    u = np.clip(np.round((x - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
-    return u.transpose(0, 2, 3, 1)
-
-
-def from_uint8_hwc(u: np.ndarray, value_range) -> np.ndarray:
-    lo, hi = value_range
-    return (u.astype(np.float32).transpose(0, 3, 1, 2) / 255.0) * (hi - lo) + lo
 
 
 class RunFolder:
@@ -53,6 +43,8 @@ class RunFolder:
         self.shards.mkdir(parents=True, exist_ok=True)
         if self.is_image and self.fmt in ("png", "both"):
             self.png.mkdir(parents=True, exist_ok=True)
+        for d in (self.root, self.shards, self.png):  # what a killed earlier run could not clean up
+            remove_stale_temps(d)
 
     def claim(self, manifest: dict, n: int, shard_size: int) -> None:
         """Record what this folder's samples are (`run.json`: artifact, seed, steps, ...).
@@ -96,13 +88,16 @@ class RunFolder:
             from PIL import Image
             u8 = to_uint8_hwc(x, value_range)
             tmps = []
-            for i, img in zip(ids, u8):
-                final = self.png / f"{int(i):06d}.png"
-                tmp = final.with_name(f".{final.name}.tmp")
-                Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(tmp, format="PNG")
-                tmps.append((tmp, final))
-            for tmp, final in tmps:
-                os.replace(tmp, final)
+            try:  # a full disk or a kill between save and rename leaves no temporary behind
+                for i, img in zip(ids, u8):
+                    final = self.png / f"{int(i):06d}.png"
+                    tmps.append((temporary_name(final), final))  # unique per process: runs never share one
+                    Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(tmps[-1][0], format="PNG")
+                for tmp, final in tmps:
+                    os.replace(tmp, final)
+            finally:
+                for tmp, _ in tmps:
+                    tmp.unlink(missing_ok=True)
         marker = self._marker(shard)
         if marker.suffix == ".npz":
             import io
@@ -115,18 +110,3 @@ class RunFolder:
 
     def write_summary(self, name: str, summary: dict) -> None:
         atomic_write_bytes(self.root / name, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
-
-
-def read_samples(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """All shards of a run folder as (ids, samples), ordered by id (npz formats only)."""
-    files = sorted(Path(root, "shards").glob("*.npz"))
-    if not files:
-        return np.zeros(0, np.int64), np.zeros(0)
-    ids, xs = [], []
-    for f in files:
-        with np.load(f) as z:
-            ids.append(z["ids"])
-            xs.append(z["x"])
-    ids, xs = np.concatenate(ids), np.concatenate(xs)
-    order = np.argsort(ids)
-    return ids[order], xs[order]

@@ -12,27 +12,21 @@ from pathlib import Path
 
 import torch
 
+from fdrl_core.atomic import atomic_path
+from fdrl_core.errors import FdrlError
+
 FORMAT = "fdrl-checkpoint"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FdrlError, ValueError):
     """A checkpoint that is missing, unreadable or not a checkpoint; the message says which."""
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """torch.save to a temporary name in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def checkpoint_dict(cfg: dict, model_state: dict, ema_state: dict | None, prior_state: dict | None,

@@ -2,22 +2,15 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import click
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .config import ConfigError, dump_config, load_config, parse_override
-from .datasets import DatasetError
-from .train import Trainer, TrainingError
+from fdrl_core.errors import UsageError, cli_errors
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingError)
-
-
-def fail(msg: str, code: int = 2):
-    click.echo(f"fdrl-train: error: {msg}", err=True)
-    sys.exit(code)
+from .checkpoint import load_checkpoint
+from .config import dump_config, load_config, parse_override
+from .train import Trainer
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,10 +27,10 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
 
     Overrides go after --set, as many as needed: --set steps=500 lr=1e-4."""
     overrides = tuple(overrides) + tuple(more_overrides)
-    try:
+    with cli_errors("fdrl-train", "interrupted; the last checkpoint is intact: --resume continues"):
         if resume:
             if config:
-                fail("give --config or --resume, not both (a resumed run keeps its config; change keys with --set)")
+                raise UsageError("give --config or --resume, not both (a resumed run keeps its config; change keys with --set)")
             ckpt = load_checkpoint(Path(resume) / "last.pt" if Path(resume).is_dir() else resume)
             changes = dict(parse_override(o) for o in overrides)
             cfg = {**ckpt["config"], **changes}
@@ -50,17 +43,17 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
             trainer = Trainer.resume(ckpt, out, changes, quiet=quiet)
         else:
             if not config:
-                fail("give --config FILE (or a bundled name such as swissroll), or --resume DIR")
+                raise UsageError("give --config FILE (or a bundled name such as swissroll), or --resume DIR")
             cfg = load_config(config, overrides)
             if dry_run:
                 click.echo(dump_config(cfg))
                 return
             if not out:
-                fail("give --out DIR for the run's checkpoints, metrics and samples")
+                raise UsageError("give --out DIR for the run's checkpoints, metrics and samples")
             out_path = Path(out)
             if (out_path / "last.pt").exists():
                 if not overwrite:
-                    fail(f"{out} already holds a run (last.pt): --resume {out} continues it, --overwrite starts over")
+                    raise UsageError(f"{out} already holds a run (last.pt): --resume {out} continues it, --overwrite starts over")
                 shutil.rmtree(out_path)
             _check_writable(out_path)
             trainer = Trainer(cfg, out, quiet=quiet)
@@ -69,10 +62,6 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
                        f"prior={cfg['prior']} K={cfg['flow_steps']} steps {trainer.step}->{cfg['steps']} -> {out}",
                        err=True)
         last = trainer.run()
-    except USER_ERRORS as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        fail("interrupted; the last checkpoint is intact: --resume continues", 130)
     if last and not quiet:
         click.echo(f"fdrl-train: done at step {last['step']}, loss {last['loss']:.5g}; checkpoint {Path(out) / 'last.pt'}",
                    err=True)
@@ -85,7 +74,7 @@ def _check_writable(path: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        fail(f"cannot write to {path}: {e.strerror or e}")
+        raise UsageError(f"cannot write to {path}: {e.strerror or e}") from None
 
 
 if __name__ == "__main__":

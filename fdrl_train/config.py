@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from fdrl_core.errors import FdrlError
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 DATASETS = (
@@ -29,7 +31,7 @@ PRIORS = ("ddp", "up", "normal", "domain")
 VALID_PAIRINGS = {"LSIF": ("Pearson",), "LR": ("KL", "JS", "logD"), "KL": ("KL", "JS", "logD")}
 
 
-class ConfigError(ValueError):
+class ConfigError(FdrlError, ValueError):
     """A config key with a bad value; the message names the key and what is allowed."""
 
 

@@ -11,11 +11,13 @@ import math
 import numpy as np
 import torch
 
+from fdrl_core.errors import FdrlError
+
 SPLIT_SEED = 20240301
 IMAGE_DATASETS = ("cifar10", "celeba", "lsun_church", "cat2dog", "folder")
 
 
-class DatasetError(ValueError):
+class DatasetError(FdrlError, ValueError):
     """The dataset cannot be loaded; the message says what was expected where."""
 
 
@@ -144,6 +146,7 @@ def load_source_dataset(cfg: dict, shape: tuple) -> Dataset:
         return halves(load_mnist_dataset(cfg["test_fraction"]), 0)
     if cfg["source"] == "cat2dog_a":
         from pathlib import Path
+
         from .image_datasets import load_image_folder
         if cfg["data_dir"] is None:
             raise DatasetError("source 'cat2dog_a' is read from data_dir/trainA: set data_dir")

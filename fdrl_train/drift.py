@@ -22,10 +22,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from torch.func import functional_call, vjp
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.func import functional_call, vjp
 from torch.fx.experimental.proxy_tensor import make_fx
-from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+from torch.fx.experimental.symbolic_shapes import (
+    DimDynamic,
+    ShapeEnv,
+    StatelessSymbolicContext,
+)
 
 from .losses import Divergence
 

@@ -1,21 +1,11 @@
 """The Euler-Maruyama flow x <- x - eta * drift(x) + nu * xi (shared/DESIGN.md §1, eq. 9)."""
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
+from fdrl_core.flow import euler_maruyama as flow  # noqa: F401  (the update, written once)
+
 from .drift import DriftGraph
-
-
-def flow(drift: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, steps: int, eta: float,
-         nu: float, noise: Callable[[int], torch.Tensor] | None) -> torch.Tensor:
-    """`steps` Euler-Maruyama steps; `noise(k)` gives xi_k (shape of x), None for nu = 0."""
-    for k in range(steps):
-        x = x - eta * drift(x)
-        if nu and noise is not None:
-            x = x + nu * noise(k)
-    return x
 
 
 class GraphFlow:

@@ -18,6 +18,7 @@ from fdrl_core.images import load_image as _load_image
 
 from .datasets import SPLIT_SEED, Dataset, DatasetError
 
+
 def to_unit(u8: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W, C] -> float [N, C, H, W] in [-1, 1]."""
     return torch.from_numpy(u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)

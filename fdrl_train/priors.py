@@ -1,7 +1,8 @@
 """Priors q': the data-dependent Gaussian (DDP), uniform (UP) and a plain normal (toy).
 
-A prior is stored as plain tensors and strings (`state()`), so checkpoints load with
-`torch.load(weights_only=True)` and the export can copy it into an artifact.
+What a prior is (its kinds, stored forms and draw) is fdrl_core.prior.PriorSpec; this
+module adds what needs torch: drawing with a torch.Generator, fitting the DDP prior to
+data, and the translation prior that draws from a dataset.
 """
 from __future__ import annotations
 
@@ -10,75 +11,52 @@ from typing import Iterable
 
 import torch
 
+from fdrl_core.prior import PriorError, PriorSpec
+
 DDP_JITTER = 1e-4  # Sigma_D + 1e-4 I, as in the paper.
 
 
 class Prior:
-    kind: str
-    clamp: bool  # clamp draws to [-1, 1] (image priors)
+    """A PriorSpec drawn with torch: standard noise from the generator, then spec.transform."""
 
-    def __init__(self, shape: tuple[int, ...], clamp: bool):
-        self.shape = tuple(shape)
-        self.clamp = clamp
+    def __init__(self, spec: PriorSpec):
+        self.spec = spec
+
+    kind = property(lambda self: self.spec.kind)
+    shape = property(lambda self: self.spec.shape)
+    clamp = property(lambda self: self.spec.clamp)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        x = self._draw(n, generator).reshape(n, *self.shape)
-        return x.clamp(-1, 1) if self.clamp else x
+        dist, width = self.spec.noise_width()
+        z = (torch.randn if dist == "normal" else torch.rand)(n, width, generator=generator)
+        return self.spec.transform(z)
 
     def state(self) -> dict:
-        return {"kind": self.kind, "shape": list(self.shape), "clamp": self.clamp, **self._tensors()}
-
-    def _tensors(self) -> dict:
-        return {}
+        return self.spec.to_state()
 
 
 class NormalPrior(Prior):
-    kind = "normal"
-
     def __init__(self, shape, std: float = 1.0, clamp: bool = False):
-        super().__init__(shape, clamp)
-        self.std = float(std)
-
-    def _draw(self, n, g):
-        return self.std * torch.randn(n, math.prod(self.shape), generator=g)
-
-    def _tensors(self):
-        return {"std": self.std}
+        super().__init__(PriorSpec("normal", shape, clamp, std=float(std)))
 
 
 class UniformPrior(Prior):
-    kind = "up"
-
     def __init__(self, shape, clamp: bool = True):
-        super().__init__(shape, clamp)
-
-    def _draw(self, n, g):
-        return torch.rand(n, math.prod(self.shape), generator=g) * 2 - 1
+        super().__init__(PriorSpec("up", shape, clamp))
 
 
 class GaussianPrior(Prior):
     """N(mean, F F^T + diag(d^2)): F a Cholesky factor [d, d] (full covariance, d = None)
     or a low-rank factor [d, k] plus a diagonal std d [d] (large images: O(d k) memory)."""
-    kind = "ddp"
 
     def __init__(self, shape, mean: torch.Tensor, factor: torch.Tensor, clamp: bool = True,
                  diag: torch.Tensor | None = None):
-        super().__init__(shape, clamp)
-        self.mean = mean.float()
-        self.factor = factor.float()
-        self.diag = None if diag is None else diag.float()
+        super().__init__(PriorSpec("ddp", shape, clamp, mean=mean.float(), factor=factor.float(),
+                                   diag=None if diag is None else diag.float()))
 
-    def _draw(self, n, g):
-        k = self.factor.shape[1]
-        z = torch.randn(n, k + (0 if self.diag is None else self.mean.numel()), generator=g)
-        x = self.mean + z[:, :k] @ self.factor.T
-        return x if self.diag is None else x + z[:, k:] * self.diag
-
-    def _tensors(self):
-        out = {"mean": self.mean, "factor": self.factor}
-        if self.diag is not None:
-            out["diag"] = self.diag
-        return out
+    mean = property(lambda self: self.spec.mean)
+    factor = property(lambda self: self.spec.factor)
+    diag = property(lambda self: self.spec.diag)
 
     @classmethod
     def fit(cls, batches: Iterable[torch.Tensor], shape, clamp: bool = True, rank: int = 0) -> "GaussianPrior":
@@ -94,7 +72,7 @@ class GaussianPrior(Prior):
             s1 += b.sum(0)
             s2 += b.T @ b
         if n < 2:
-            raise ValueError("fitting a DDP prior needs at least 2 samples")
+            raise PriorError(f"fitting a DDP prior needs at least 2 samples; the data has {n}")
         mean = s1 / n
         cov = (s2 - n * torch.outer(mean, mean)) / (n - 1)
         cov = 0.5 * (cov + cov.T) + DDP_JITTER * torch.eye(d, dtype=torch.float64)
@@ -117,7 +95,7 @@ class GaussianPrior(Prior):
             if sketch.shape[0] >= 2 * ell:
                 sketch = _shrink(sketch, ell)
         if n < 2:
-            raise ValueError("fitting a DDP prior needs at least 2 samples")
+            raise PriorError(f"fitting a DDP prior needs at least 2 samples; the data has {n}")
         sketch = _shrink(sketch, ell) if sketch.shape[0] > ell else sketch
         mean = s1 / n
         q, _ = torch.linalg.qr(torch.cat([sketch, mean[None]]).T)  # [d, <= ell + 1]
@@ -143,27 +121,19 @@ class DomainPrior(Prior):
     """Unpaired translation: q' is the source domain's images (the paper's I2I setting).
 
     Stored as kind "input": the exported artifact samples nothing and needs --init."""
-    kind = "input"
 
     def __init__(self, dataset, source: str):
-        super().__init__(dataset.sample_shape, clamp=True)
-        self.dataset, self.source = dataset, source
+        super().__init__(PriorSpec("input", dataset.sample_shape, True, source=source))
+        self.dataset = dataset
 
-    def _draw(self, n, g):
-        return self.dataset.sample(n, g).reshape(n, -1)
-
-    def _tensors(self):
-        return {"source": self.source}
+    def sample(self, n, g):
+        return self.dataset.sample(n, g).reshape(n, *self.shape).clamp(-1, 1)
 
 
 def prior_from_state(state: dict) -> Prior:
-    kind, shape, clamp = state["kind"], tuple(state["shape"]), bool(state["clamp"])
-    if kind == "normal":
-        return NormalPrior(shape, state["std"], clamp)
-    if kind == "up":
-        return UniformPrior(shape, clamp)
-    if kind == "ddp":
-        return GaussianPrior(shape, state["mean"], state["factor"], clamp, state.get("diag"))
-    if kind == "input":
-        raise ValueError("a translation prior is rebuilt from the config's source domain (make_prior)")
-    raise ValueError(f"unknown prior kind '{kind}'")
+    """The checkpoint's prior record as a drawable prior (a translation prior is rebuilt
+    from the config's source domain instead: make_prior)."""
+    spec = PriorSpec.from_state(state)
+    if not spec.drawable:
+        raise PriorError("a translation prior is rebuilt from the config's source domain (make_prior)")
+    return Prior(spec)

@@ -8,9 +8,12 @@ given (`reference_prior`).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
+
+from fdrl_core.prior import PriorSpec
 
 from .checkpoint import FORMAT, FORMAT_VERSION, CheckpointError
 from .config import DATASETS, ConfigError, validate
@@ -65,7 +68,7 @@ def convert_reference_checkpoint(ckpt: dict, path) -> dict:
         "model": ckpt["model"], "ema": ckpt.get("ema") or None,
         "sample_shape": list(shape), "value_range": None if toy else [-1.0, 1.0],
         # Toy runs of the reference drew x_0 ~ N(0, I); image runs need their prior given.
-        "prior": {"kind": "normal", "shape": list(shape), "clamp": False, "std": 1.0} if toy else None,
+        "prior": PriorSpec("normal", shape, clamp=False, std=1.0).to_state() if toy else None,
         "source": {"kind": "reference", "path": str(path), "dataset": rc.get("dataset")},
     }
 
@@ -86,10 +89,8 @@ def load_reference_ddp_prior(path: str | Path, shape, trust_pickle: bool) -> dic
         raise CheckpointError(f"prior file {path} cannot be read: {str(e).splitlines()[0][:160]}") from None
     if not isinstance(dist, torch.distributions.MultivariateNormal):
         raise CheckpointError(f"prior file {path} holds a {type(dist).__name__}, not a MultivariateNormal")
-    d = 1
-    for s in shape:
-        d *= int(s)
+    d = math.prod(int(s) for s in shape)
     if dist.loc.numel() != d:
         raise CheckpointError(f"prior file {path} has dimension {dist.loc.numel()}, the model takes {d}")
-    return {"kind": "ddp", "shape": list(shape), "clamp": True,
-            "mean": dist.loc.detach().float().reshape(-1), "factor": dist.scale_tril.detach().float()}
+    return PriorSpec("ddp", shape, clamp=True, mean=dist.loc.detach().float().reshape(-1),
+                     factor=dist.scale_tril.detach().float()).to_state()

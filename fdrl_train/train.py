@@ -10,22 +10,40 @@ from pathlib import Path
 
 import torch
 
+from fdrl_core.atomic import atomic_write_text, remove_stale_temps
+from fdrl_core.errors import FdrlError
+
 from .checkpoint import atomic_torch_save, checkpoint_dict
 from .config import dump_config
 from .datasets import Dataset, load_dataset, load_source_dataset
+from .distributed import all_mean, any_rank, finish, from_main, max_weight_spread, setup
 from .drift import DriftGraph
 from .flow import GraphFlow
 from .losses import get_pairing
 from .models import build_model, fold_spectral_norm, plain_params, plain_twin
-from .distributed import all_mean, any_rank, finish, from_main, max_weight_spread, setup
-from .priors import DomainPrior, GaussianPrior, NormalPrior, Prior, UniformPrior, prior_from_state
+from .priors import (
+    DomainPrior,
+    GaussianPrior,
+    NormalPrior,
+    Prior,
+    UniformPrior,
+    prior_from_state,
+)
 
 # Keys that fix what a run is; a resumed run may change the others (steps, logging...).
 ARCHITECTURE_KEYS = ("dataset", "model", "hidden_dim", "n_hidden_layers", "spectral_norm", "self_attn",
                      "loss", "divergence", "prior", "prior_std", "source")
 
 
-class TrainingError(RuntimeError):
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line; a line a killed run left half-written counts as past the end."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+class TrainingError(FdrlError, RuntimeError):
     """Training cannot go on (a non-finite loss, a bad resume); the message says why."""
 
 
@@ -207,15 +225,16 @@ class Trainer:
         """On resume, drop metric lines the resumed run will write again."""
         path = self.out / "metrics.jsonl"
         if path.exists():
-            keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= self.step]
-            path.write_text("".join(l + "\n" for l in keep))
+            keep = [line for line in path.read_text(errors="replace").splitlines() if _logged_step(line) <= self.step]
+            atomic_write_text(path, "".join(line + "\n" for line in keep))
 
     def run(self) -> dict:
         from tqdm import tqdm
         cfg, total, main = self.cfg, self.cfg["steps"], self.place.is_main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(dump_config(cfg))
+            remove_stale_temps(self.out)  # a checkpoint a killed run was writing
+            atomic_write_text(self.out / "config.yaml", dump_config(cfg))
             self._trim_metrics()
         last: dict = {}
         bar = tqdm(total=total, initial=self.step, disable=self.quiet or not main, unit="step", dynamic_ncols=True)

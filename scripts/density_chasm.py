@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
+from fdrl_core.pictures import save_png, scatter_plot
 from fdrl_train.config import load_config
 from fdrl_train.datasets import CHASM_MEAN
-from fdrl_core.pictures import save_png, scatter_plot
 from fdrl_train.train import Trainer
 
 TARGET = torch.tensor(CHASM_MEAN)

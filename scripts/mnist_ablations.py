@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fdrl_core.pictures import image_grid, save_png
 from fdrl_eval.cli import digit_report
 from fdrl_eval.samples import load_samples
 from fdrl_train.checkpoint import load_checkpoint
 from fdrl_train.datasets import load_mnist_dataset
-from fdrl_core.pictures import image_grid, save_png
 from fdrl_train.priors import UniformPrior, prior_from_state
 
 VARIANTS = [("LSIF-χ², DDP", ["loss=LSIF", "divergence=Pearson", "prior=ddp"]),

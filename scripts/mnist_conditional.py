@@ -17,10 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fdrl_eval.samples import load_samples
-from fdrl_train.classifier import ROBUST_WEIGHTS, load_classifier_checkpoint, load_digit_classifier, predict
-from fdrl_train.config import load_config
 from fdrl_core.pictures import image_grid, save_png
+from fdrl_eval.samples import load_samples
+from fdrl_train.classifier import (
+    ROBUST_WEIGHTS,
+    load_classifier_checkpoint,
+    load_digit_classifier,
+    predict,
+)
+from fdrl_train.config import load_config
 
 
 def sh(*cmd):

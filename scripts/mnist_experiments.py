@@ -13,13 +13,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from fdrl_core.pictures import image_grid, save_png
 from fdrl_eval.cli import digit_report
 from fdrl_eval.samples import load_samples
 from fdrl_runtime.artifact import load_artifact
 from fdrl_train.datasets import load_mnist_dataset
-from fdrl_core.pictures import image_grid, save_png
 
 
 def infer(engine, out, *args):
@@ -61,7 +60,7 @@ def main():
     work = run_dir / "experiments"
     work.mkdir(parents=True, exist_ok=True)
     meta = load_artifact(engine, with_payload=False).meta
-    k, kappa = meta["flow_steps"], meta["refine_steps"]
+    k, kappa = meta.flow_steps, meta.refine_steps
     rows = flow_length(engine, work, args.n, k)
     best = min(rows, key=lambda r: r[1]["digit_fd"])
     interp = interpolation(engine, work)

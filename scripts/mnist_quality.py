@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
+from fdrl_core.pictures import image_grid, save_png
+from fdrl_core.samples import from_uint8_hwc, read_run_folder
 from fdrl_train.checkpoint import load_checkpoint
 from fdrl_train.classifier import load_digit_classifier, predict
 from fdrl_train.datasets import load_mnist_dataset
 from fdrl_train.metrics import feature_stats, frechet_distance
-from fdrl_core.pictures import image_grid, save_png
 from fdrl_train.priors import prior_from_state
-from fdrl_runtime.outputs import from_uint8_hwc, read_samples
 
 
 def run(*cmd):
@@ -55,7 +55,7 @@ def sample_run(run_dir: Path, sets: list[str], n: int, train: bool) -> tuple[tor
     run("fdrl_export.cli", str(run_dir / "last.pt"), str(run_dir / "model.onnx"))
     run("fdrl_runtime.cli", "--engine", str(run_dir / "model.onnx"), "-n", str(n), "--out",
         str(run_dir / "samples"), "--format", "npz", "--overwrite", "--quiet", "--seed", "11")
-    _, u8 = read_samples(run_dir / "samples")
+    _, u8 = read_run_folder(run_dir / "samples")
     return torch.from_numpy(from_uint8_hwc(u8, (-1.0, 1.0))), load_checkpoint(run_dir / "last.pt"), train_s
 
 

@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
+from fdrl_core.pictures import image_grid, save_png
 from fdrl_eval.cli import digit_report
 from fdrl_eval.samples import load_samples
-from fdrl_core.pictures import image_grid, save_png
 
 
 def sh(*cmd):

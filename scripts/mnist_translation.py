@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fdrl_core.pictures import image_grid, save_png
 from fdrl_eval.samples import load_samples
 from fdrl_train.classifier import DigitClassifier, load_digit_classifier, predict
 from fdrl_train.datasets import halves, load_mnist_dataset, thicken
-from fdrl_core.pictures import image_grid, save_png
 
 
 def sh(*cmd):

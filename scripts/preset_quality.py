@@ -72,7 +72,7 @@ class Judge:
 
 def sample_run(preset: str, run_dir: Path, sets: list[str], n: int, train: bool,
                steps: int | None = None) -> tuple[np.ndarray, float | None]:
-    from fdrl_runtime.outputs import from_uint8_hwc, read_samples
+    from fdrl_core.samples import from_uint8_hwc, read_run_folder
     train_s = None
     if train:
         t0 = time.perf_counter()
@@ -82,7 +82,7 @@ def sample_run(preset: str, run_dir: Path, sets: list[str], n: int, train: bool,
     sh("fdrl_export.cli", str(run_dir / "last.pt"), str(run_dir / "model.onnx"))
     sh("fdrl_runtime.cli", "--engine", str(run_dir / "model.onnx"), "-n", str(n), "--out", str(run_dir / "samples"),
        "--format", "npz", "--overwrite", "--quiet", "--seed", "2", *(["--steps", str(steps)] if steps else []))
-    _, u8 = read_samples(run_dir / "samples")
+    _, u8 = read_run_folder(run_dir / "samples")
     return from_uint8_hwc(u8, (-1.0, 1.0)).reshape(len(u8), -1), train_s
 
 

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from fdrl_core.pictures import save_png, scatter_plot
+from fdrl_core.samples import read_run_folder
 from fdrl_train.datasets import TWENTY_FIVE_CENTRES, toy_sample
 from fdrl_train.metrics import mmd2_rbf, mode_coverage
-from fdrl_core.pictures import save_png, scatter_plot
-from fdrl_runtime.outputs import read_samples
 
 N_EVAL = 2000
 
@@ -49,7 +47,7 @@ def main():
         run("fdrl_export.cli", str(run_dir / "last.pt"), str(run_dir / "model.onnx"))
         run("fdrl_runtime.cli", "--engine", str(run_dir / "model.onnx"), "-n", str(N_EVAL), "--out",
             str(run_dir / "samples"), "--overwrite", "--quiet", "--seed", "7")
-        _, x = read_samples(run_dir / "samples")
+        _, x = read_run_folder(run_dir / "samples")
         x = torch.from_numpy(x)
         data = toy_sample(name, N_EVAL, torch.Generator().manual_seed(99))
         normal = torch.randn(N_EVAL, 2, generator=torch.Generator().manual_seed(98))

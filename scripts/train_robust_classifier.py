@@ -17,7 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from fdrl_train.checkpoint import atomic_torch_save
-from fdrl_train.classifier import ROBUST_WEIGHTS, build_classifier, classifier_checkpoint
+from fdrl_train.classifier import (
+    ROBUST_WEIGHTS,
+    build_classifier,
+    classifier_checkpoint,
+)
 from fdrl_train.datasets import load_mnist_dataset
 
 

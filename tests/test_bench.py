@@ -2,7 +2,6 @@
 import json
 
 import pytest
-
 from conftest import assert_user_error, run_cli
 
 

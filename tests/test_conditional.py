@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import assert_user_error, run_cli
 from helpers import random_checkpoint
+
+from fdrl_core.samples import read_run_folder
 from fdrl_export.export import ExportOptions, export
 from fdrl_runtime.artifact import load_artifact
-from fdrl_runtime.outputs import read_samples
 from fdrl_train.classifier import build_classifier, classifier_checkpoint
 
 PAIRINGS = [("LSIF", "Pearson"), ("LR", "KL"), ("LR", "JS"), ("KL", "logD")]
@@ -28,8 +28,8 @@ def test_composed_drift_passes_the_float64_check(tmp_path, classifier_file, loss
     result = export(tmp_path / "ck.pt", tmp_path / "c.onnx", ExportOptions(classifier=str(classifier_file), phi=0.5))
     assert result.passed and result.n >= 64
     meta = load_artifact(tmp_path / "c.onnx").meta
-    assert meta["conditional"]["n_classes"] == 10 and meta["conditional"]["phi"] == 0.5
-    assert meta["graph"]["input"] == ["x", "y"]
+    assert meta.conditional["n_classes"] == 10 and meta.conditional["phi"] == 0.5
+    assert meta.graph["input"] == ["x", "y"]
 
 
 def test_the_label_changes_the_drift_and_backends_agree(tmp_path, classifier_file):
@@ -42,7 +42,7 @@ def test_the_label_changes_the_drift_and_backends_agree(tmp_path, classifier_fil
             p = run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / f"c.{ext}"), "-n", "16", "--class", c,
                         "--out", str(tmp_path / f"{ext}{c}"), "--format", "npz", "--quiet")
             assert p.returncode == 0, p.stderr
-            outs[ext, c] = read_samples(tmp_path / f"{ext}{c}")[1].astype(int)
+            outs[ext, c] = read_run_folder(tmp_path / f"{ext}{c}")[1].astype(int)
     assert np.abs(outs["onnx", "3"] - outs["pt2", "3"]).max() <= 1  # uint8 pixels
     assert np.abs(outs["onnx", "3"] - outs["onnx", "7"]).max() > 1  # another class, another flow
     p = run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "c.onnx"), "-n", "20", "--classes", "0-4",
@@ -75,7 +75,7 @@ def test_translation_trains_exports_and_needs_init(tmp_path):
     assert p.returncode == 0, p.stderr
     assert torch.load(out / "last.pt", weights_only=True)["prior"]["kind"] == "input"
     export(out / "last.pt", tmp_path / "t.onnx", ExportOptions(check=False))
-    assert load_artifact(tmp_path / "t.onnx").meta["prior"]["kind"] == "input"
+    assert load_artifact(tmp_path / "t.onnx").meta.prior["kind"] == "input"
     assert_user_error(run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "t.onnx"), "-n", "4", "--out",
                               str(tmp_path / "o")), "--init")
     from fdrl_train.datasets import load_mnist_dataset
@@ -84,7 +84,7 @@ def test_translation_trains_exports_and_needs_init(tmp_path):
     p = run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "t.onnx"), "--init", str(tmp_path / "src.npz"),
                 "--out", str(tmp_path / "o"), "--format", "npz", "--quiet")
     assert p.returncode == 0, p.stderr
-    assert read_samples(tmp_path / "o")[1].shape == (6, 28, 28, 1)
+    assert read_run_folder(tmp_path / "o")[1].shape == (6, 28, 28, 1)
     # Resume rebuilds the source domain from the config.
     p = run_cli("fdrl_train.cli", "--resume", str(out), "--quiet", "--set", "steps=3")
     assert p.returncode == 0, p.stderr
@@ -101,6 +101,7 @@ def test_translation_config_errors():
 def test_refinement_prior_is_a_folder_of_another_generators_images(tmp_path):
     # DGflow: FDRL whose prior is a generator's samples; fdrl-infer --init refines them.
     from PIL import Image
+
     from fdrl_train.datasets import load_mnist_dataset
     from fdrl_train.train import make_prior
     gen = tmp_path / "generator"
@@ -124,7 +125,7 @@ def test_refinement_prior_is_a_folder_of_another_generators_images(tmp_path):
     p = run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "r.onnx"), "--init", str(gen), "--out",
                 str(tmp_path / "o"), "--format", "npz", "--quiet")
     assert p.returncode == 0, p.stderr
-    assert read_samples(tmp_path / "o")[1].shape == (12, 28, 28, 1)
+    assert read_run_folder(tmp_path / "o")[1].shape == (12, 28, 28, 1)
 
 
 def test_refinement_config_errors(tmp_path):

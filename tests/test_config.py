@@ -1,6 +1,13 @@
 import pytest
 
-from fdrl_train.config import ConfigError, load_config, parse_override, validate, CONFIG_DIR, DATASETS
+from fdrl_train.config import (
+    CONFIG_DIR,
+    DATASETS,
+    ConfigError,
+    load_config,
+    parse_override,
+    validate,
+)
 
 
 def test_every_bundled_config_validates():

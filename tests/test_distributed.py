@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, run_cli
+
 from fdrl_train.checkpoint import load_checkpoint
 
 ARGS = ["--config", "swissroll", "--quiet", "--set", "batch_size=64", "flow_steps=10", "ckpt_every=4",

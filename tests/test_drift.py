@@ -1,8 +1,8 @@
 """The traced drift graph against float64 autograd, for every architecture and divergence."""
 import pytest
 import torch
-
 from conftest import per_sample_rel_err
+
 from fdrl_train.config import validate
 from fdrl_train.drift import DriftGraph
 from fdrl_train.flow import GraphFlow, flow

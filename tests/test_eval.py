@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import assert_user_error, run_cli
+
 from fdrl_eval.cli import digit_report
 from fdrl_train.datasets import load_mnist_dataset, toy_sample
 

@@ -3,9 +3,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from conftest import assert_user_error, run_cli
 from helpers import SHAPES, random_checkpoint
+
 from fdrl_export.check import check_drift
 from fdrl_export.export import ExportOptions, export
 from fdrl_export.graph import ExportError, estimator_from_checkpoint
@@ -28,8 +28,8 @@ def test_small_models_every_pairing(tmp_path, model, sn, attn, loss, divergence)
     result, out = _export(tmp_path, random_checkpoint(model, loss, divergence, sn=sn, attn=attn))
     assert result.passed and result.n >= 64
     art = load_artifact(out)
-    assert art.meta["divergence"] == divergence and art.meta["loss"] == loss
-    assert art.meta["output"] == ("r" if loss == "LSIF" else "log_r")
+    assert art.meta.divergence == divergence and art.meta.loss == loss
+    assert art.meta.output == ("r" if loss == "LSIF" else "log_r")
 
 
 @pytest.mark.slow
@@ -39,7 +39,7 @@ def test_small_models_every_pairing(tmp_path, model, sn, attn, loss, divergence)
 def test_image_architectures_with_spectral_norm_and_attention(tmp_path, model, pairing):
     result, out = _export(tmp_path, random_checkpoint(model, *pairing, sn=True, attn=True))
     assert result.passed and result.median < 1e-5
-    assert tuple(load_artifact(out).meta["sample_shape"]) == SHAPES[model]
+    assert tuple(load_artifact(out).meta.sample_shape) == SHAPES[model]
 
 
 def test_metadata_and_prior_travel_with_the_onnx(tmp_path):
@@ -50,10 +50,10 @@ def test_metadata_and_prior_travel_with_the_onnx(tmp_path):
     _, out = _export(tmp_path, ck)
     art = load_artifact(out)
     m = art.meta
-    assert (m["eta"], m["noise"], m["flow_steps"], m["refine_steps"]) == (0.5, 0.05, 20, 5)
-    assert m["value_range"] == [-1.0, 1.0] and m["source"]["weights"] == "ema" and len(m["source"]["checkpoint_sha256"]) == 64
+    assert (m.eta, m.noise, m.flow_steps, m.refine_steps) == (0.5, 0.05, 20, 5)
+    assert m.value_range == (-1.0, 1.0) and m.source["weights"] == "ema" and len(m.source["checkpoint_sha256"]) == 64
     assert np.allclose(art.prior_arrays["mean"], np.linspace(-0.5, 0.5, d), atol=1e-6)
-    assert m["flops_per_sample"] > 0
+    assert m.flops_per_sample > 0
     # The graph a backend sees has no prior initializers left in it.
     names = {i.name for i in onnx.load_from_string(art.payload).graph.initializer}
     assert not any(n.startswith("fdrl.prior") for n in names)
@@ -111,7 +111,7 @@ def test_reference_checkpoint_exports_and_matches_autograd(tmp_path):
     result = export(tmp_path / "ref.pt", tmp_path / "ref.onnx", ExportOptions())
     assert result.passed
     art = load_artifact(tmp_path / "ref.onnx")
-    assert art.meta["prior"] == {"kind": "normal", "clamp": False, "std": 1.0} and art.meta["flow_steps"] == 200
+    assert art.meta.prior == {"kind": "normal", "clamp": False, "std": 1.0} and art.meta.flow_steps == 200
     x = torch.randn(9, 2, dtype=torch.float64, requires_grad=True)
     (want,) = torch.autograd.grad((2 * mlp.double()(x)).sum(), x)
     import onnxruntime as ort

@@ -4,9 +4,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import assert_user_error, run_cli
 from PIL import Image
 
-from conftest import assert_user_error, run_cli
 from fdrl_train.config import validate
 from fdrl_train.datasets import DatasetError, load_dataset
 from fdrl_train.priors import GaussianPrior

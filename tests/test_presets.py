@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import ROOT, run_cli
 from PIL import Image
 
-from conftest import ROOT, run_cli
-from fdrl_runtime.outputs import from_uint8_hwc, read_samples
+from fdrl_core.samples import from_uint8_hwc, read_run_folder
 
 PRESETS = sorted(p.stem for p in (ROOT / "fdrl_train" / "configs").glob("*.yaml"))
 # The paper's image presets: the export check alone is 20-60 s each on 2 cores.
@@ -94,7 +94,7 @@ def test_preset_trains_exports_and_samples(tmp_path, name):
     args += ["--init", str(init)] if init is not None else ["-n", "3"]
     p = run_cli("fdrl_runtime.cli", *args)
     assert p.returncode == 0, p.stderr[-2000:]
-    ids, x = read_samples(out)
+    ids, x = read_run_folder(out)
     summary = json.loads((out / "summary.json").read_text())
     n = len(list(init.iterdir())) if init is not None else 3
     assert summary["count"] == n and list(ids) == list(range(n))

@@ -1,6 +1,5 @@
 """fdrl-infer: torch-free, backends agree, invariant to batching and sharding, resumable."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,11 +8,11 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, assert_user_error, run_cli
 from helpers import random_checkpoint
+
+from fdrl_core.samples import read_run_folder
 from fdrl_export.export import ExportOptions, export
-from fdrl_runtime.outputs import read_samples
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ def test_runtime_runs_where_torch_cannot_be_imported(artifacts, tmp_path):
             f"main(['--engine', {artifacts['toy.onnx']!r}, '-n', '300', '--out', {str(tmp_path / 'o')!r}, '--quiet'])")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT))
     assert p.returncode == 0, p.stderr
-    ids, x = read_samples(tmp_path / "o")
+    ids, x = read_run_folder(tmp_path / "o")
     assert x.shape == (300, 2) and np.isfinite(x).all()
     probe = subprocess.run([sys.executable, "-c", "import fdrl_runtime.cli, fdrl_runtime.backends.onnxruntime, sys; "
                             "print('torch' in sys.modules)"], capture_output=True, text=True, cwd=str(ROOT))
@@ -56,7 +55,7 @@ def test_onnxruntime_and_torch_backends_agree(artifacts, tmp_path, model, fmt):
     a = infer(artifacts[f"{model}.onnx"], tmp_path / "a", "-n", "64", "--format", fmt, "--seed", "5")
     b = infer(artifacts[f"{model}.pt2"], tmp_path / "b", "-n", "64", "--format", fmt, "--seed", "5")
     assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
-    (_, xa), (_, xb) = read_samples(tmp_path / "a"), read_samples(tmp_path / "b")
+    (_, xa), (_, xb) = read_run_folder(tmp_path / "a"), read_run_folder(tmp_path / "b")
     if model == "mnist":  # uint8 images: compare in pixel units
         assert np.median(np.abs(xa.astype(int) - xb.astype(int)).reshape(64, -1).max(1)) <= 1
     else:
@@ -73,11 +72,11 @@ def test_same_seed_same_samples_at_any_batch_size_and_shard_count(artifacts, tmp
         assert infer(e, tmp_path / "sharded", "-n", "500", "--batch", "64", "--shard-size", "100",
                      "--shard", f"{i}/3").returncode == 0
     assert infer(e, tmp_path / "other", "-n", "500", "--seed", "1", "--shard-size", "100").returncode == 0
-    ids1, x1 = read_samples(tmp_path / "one")
+    ids1, x1 = read_run_folder(tmp_path / "one")
     for other in ("small", "sharded"):
-        ids, x = read_samples(tmp_path / other)
+        ids, x = read_run_folder(tmp_path / other)
         assert (ids == ids1).all() and np.median(rel_l2(x, x1)) <= 1e-5
-    _, xo = read_samples(tmp_path / "other")
+    _, xo = read_run_folder(tmp_path / "other")
     assert np.median(rel_l2(xo, x1)) > 1e-2  # a different seed, different samples
     assert sorted(p.name for p in (tmp_path / "sharded").glob("summary*")) == [f"summary_{i}of3.json" for i in range(3)]
 
@@ -101,7 +100,7 @@ def test_interrupted_run_is_completed_by_the_same_command(artifacts, tmp_path):
     again = infer(e, out, *args)
     assert again.returncode == 0, again.stderr
     assert (out / "shards" / "00000.npz").stat().st_mtime_ns == first_mtime  # kept, not redone
-    (ia, xa), (ib, xb) = read_samples(out), read_samples(tmp_path / "ref")
+    (ia, xa), (ib, xb) = read_run_folder(out), read_run_folder(tmp_path / "ref")
     assert (ia == ib).all() and (xa == xb).all()
     assert len(list((out / "png").glob("*.png"))) == 96
     summary = json.loads((out / "summary.json").read_text())
@@ -114,7 +113,7 @@ def test_init_starts_from_given_samples(artifacts, tmp_path):
     x0 = np.random.default_rng(0).standard_normal((50, 2)).astype(np.float32) + 3
     np.savez(tmp_path / "init.npz", x=x0)
     assert infer(artifacts["toy.onnx"], tmp_path / "o", "--init", str(tmp_path / "init.npz"), "--steps", "1").returncode == 0
-    ids, x = read_samples(tmp_path / "o")
+    ids, x = read_run_folder(tmp_path / "o")
     assert len(ids) == 50 and np.abs(x - x0).max() < 0.5  # one small step from where they started
     bad = np.zeros((5, 3), np.float32)
     np.savez(tmp_path / "bad.npz", x=bad)
@@ -185,6 +184,7 @@ def test_non_finite_samples_are_refused_not_written(artifacts, tmp_path):
 
 def test_init_folder_of_any_size_is_prepared_as_training_does(artifacts, tmp_path):
     from PIL import Image
+
     from fdrl_core.images import load_image
     d = tmp_path / "imgs"
     d.mkdir()
@@ -194,7 +194,7 @@ def test_init_folder_of_any_size_is_prepared_as_training_does(artifacts, tmp_pat
     (d / "notes.txt").write_text("not an image")                                           # ignored by suffix
     p = infer(artifacts["mnist.onnx"], tmp_path / "o", "--init", str(d), "--steps", "1", "--format", "npz")
     assert p.returncode == 0, p.stderr
-    ids, x = read_samples(tmp_path / "o")
+    ids, x = read_run_folder(tmp_path / "o")
     assert x.shape == (2, 28, 28, 1)
     # The crop: the centred 40 x 40 square of a.png, resized to 28 x 28, as a grey image.
     a = np.asarray(Image.open(d / "a.png").convert("L").crop((8, 0, 48, 40)).resize((28, 28), Image.BICUBIC))
@@ -257,14 +257,14 @@ def test_a_rerun_into_the_same_folder_completes_extends_or_is_refused(artifacts,
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (out / "shards").iterdir()) == before
     # A larger n extends: the old last shard (cut at 150) is made again, to 200, then more.
     assert infer(toy, out, "-n", "250", "--seed", "3", "--shard-size", "100").returncode == 0
-    ids, x = read_samples(out)
+    ids, x = read_run_folder(out)
     assert list(ids) == list(range(250))
     assert infer(toy, tmp_path / "one", "-n", "250", "--seed", "3", "--shard-size", "100").returncode == 0
-    np.testing.assert_array_equal(x, read_samples(tmp_path / "one")[1])
+    np.testing.assert_array_equal(x, read_run_folder(tmp_path / "one")[1])
     assert json.loads((out / "run.json").read_text())["n"] == 250
     # --overwrite starts over with the new settings.
     assert infer(toy, out, "-n", "50", "--seed", "4", "--overwrite").returncode == 0
-    assert json.loads((out / "run.json").read_text())["seed"] == 4 and len(read_samples(out)[0]) == 50
+    assert json.loads((out / "run.json").read_text())["seed"] == 4 and len(read_run_folder(out)[0]) == 50
 
 
 def test_grid_of_points_shows_all_of_them(artifacts, tmp_path):

@@ -4,11 +4,21 @@ build. The TensorRT half runs only where TensorRT imports (never on these machin
 import numpy as np
 import pytest
 import torch
-
 from helpers import random_checkpoint
-from fdrl_export.check import ENGINE_LIMITS, check_inputs, compare_engine, update_error_ulps
+
+from fdrl_export.check import (
+    ENGINE_LIMITS,
+    check_inputs,
+    compare_engine,
+    update_error_ulps,
+)
 from fdrl_export.export import checked_step_graph, ort_step_runner
-from fdrl_export.graph import ExportError, FlowStepModule, drift_module, estimator_from_checkpoint
+from fdrl_export.graph import (
+    ExportError,
+    FlowStepModule,
+    drift_module,
+    estimator_from_checkpoint,
+)
 from fdrl_export.to_onnx import step_onnx
 
 

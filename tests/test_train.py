@@ -8,8 +8,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT, assert_user_error, run_cli
+
 from fdrl_train.checkpoint import load_checkpoint
 from fdrl_train.config import load_config
 from fdrl_train.datasets import CHASM_MEAN

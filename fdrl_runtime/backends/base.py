@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from fdrl_core.errors import FdrlError
+
 from ..artifact import Artifact
 from ..loop import euler_steps
 from ..noise import Draws, numpy_draws
 
 
-class BackendError(RuntimeError):
+class BackendError(FdrlError, RuntimeError):
     """The backend cannot run here (missing package or device, bad option)."""
 
 

@@ -76,7 +76,7 @@ class TensorRTBackend(Backend):
         except ImportError:
             raise BackendError("the tensorrt backend needs TensorRT (pip install 'fdrl[trt]' on an NVIDIA GPU "
                                "machine); use an .onnx artifact with --backend onnxruntime") from None
-        built = artifact.meta["graph"].get("dtype", "fp32")
+        built = artifact.meta.graph.get("dtype", "fp32")
         if precision != built:
             raise BackendError(f"this engine was built for {built}; --precision {precision} needs another "
                                f"export (fdrl-export --precision {precision})")
@@ -93,7 +93,7 @@ class TensorRTBackend(Backend):
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.has_drift = "drift" in names
         self.stream = _check(self.cudart.cudaStreamCreateWithFlags(self.cudart.cudaStreamNonBlocking))
-        self.lo, _, self.hi = artifact.meta["graph"]["batch"]
+        self.lo, _, self.hi = artifact.meta.graph["batch"]
         self.state: dict[tuple, dict] = {}   # per (batch, block length): buffers and graph
         try:
             import cupy

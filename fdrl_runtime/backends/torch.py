@@ -17,6 +17,7 @@ def refuse_pickles(torch, path) -> None:
     import io
     import zipfile
     import zlib
+
     from ..artifact import pt2_pickled_members
     try:
         bad = pt2_pickled_members(path)

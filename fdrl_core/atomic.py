@@ -1,0 +1,77 @@
+"""Atomic writes: a file is either its old self or wholly the new one, never half of it.
+
+Each write goes to a hidden temporary name in the same folder (unique per process and
+call, so two runs into one folder never collide), is flushed to disk, then renamed over
+the target; on any failure the temporary file is removed. A process killed with -9
+cannot clean up, so the temporaries carry a recognisable name that `remove_stale_temps`
+clears (for files whose writer is gone).
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_MARK = ".tmp-"
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}(?P<suffix>\.[A-Za-z0-9]+)?$")
+
+
+def temporary_name(path: str | os.PathLike) -> Path:
+    """Hidden, unique, same folder and same suffix (torch.export.save insists on .pt2)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, fsync: bool = True):
+    """Yield a temporary path to write; on success it is renamed over `path`."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        if fsync and tmp.exists():
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> None:
+    with atomic_path(path, fsync) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete this module's temporary files in `folder` whose writing process is gone."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP_NAME.match(p.name)
+        if m and p.is_file() and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

@@ -1,0 +1,58 @@
+"""The one error base and the one wrapper that turns it into a one-line message, exit 2.
+
+Every error a user can cause (bad input, a damaged file, a run folder that holds another
+run) is an FdrlError whose message names the problem and the fix. A CLI runs its body
+inside `cli_errors(prog)`: an FdrlError, an OS error on a path (full disk, no
+permission, a file where a folder should be) and Ctrl-C become one line on stderr and a
+non-zero exit; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+USAGE_EXIT = 2
+INTERRUPT_EXIT = 130
+
+
+class FdrlError(Exception):
+    """A user-caused error; str(error) is the whole one-line message."""
+
+
+class UsageError(FdrlError, ValueError):
+    """A flag or argument that cannot be used as given."""
+
+
+def fail(prog: str, message: str, code: int = USAGE_EXIT):
+    """Print `prog: error: message` on stderr and exit with `code`."""
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def one_line(error: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (or its type's name), at most `limit` characters."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+
+
+def os_error_message(error: OSError) -> str:
+    if error.filename is None:
+        return one_line(error)
+    where = error.filename
+    if error.filename2 is not None:
+        where = f"{where} -> {error.filename2}"
+    return f"{where}: {error.strerror or one_line(error)}"
+
+
+@contextmanager
+def cli_errors(prog: str, interrupted: str = "interrupted"):
+    """Run a CLI's body: user errors become `prog: error: ...` and exit 2 (130 on Ctrl-C)."""
+    try:
+        yield
+    except FdrlError as e:
+        fail(prog, str(e))
+    except OSError as e:
+        fail(prog, os_error_message(e))
+    except KeyboardInterrupt:
+        fail(prog, interrupted, INTERRUPT_EXIT)
