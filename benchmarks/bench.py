@@ -21,6 +21,7 @@ import numpy as np
 
 from fdrl_core.atomic import atomic_write_text
 from fdrl_core.errors import FdrlError, cli_errors
+from fdrl_core.launch import available_cores
 
 ROW_KINDS = ("eager", "graph", "compile", "onnxruntime", "torch", "tensorrt")
 
@@ -214,6 +215,9 @@ def main(target, model, backends, batches, precisions, device, steps, repeats, t
 
 
 def run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path):
+    if threads < 0 or threads > available_cores():
+        raise BenchError(f"--threads {threads}: give 0 (the runtime's choice) up to {available_cores()}, the cores here")
+    # torch rows keep torch's own thread count: one setting for every row, side by side
     kinds = parse_list(backends, "backends")
     unknown = [k for k in kinds if k not in ROW_KINDS]
     if unknown:

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fdrl_eval.metrics import feature_stats, frechet_distance  # noqa: E402
 from fdrl_export.graph import drift_module, estimator_from_checkpoint  # noqa: E402
 from fdrl_export.meta import build_meta  # noqa: E402
 from fdrl_export.to_torch import export_program, save_program  # noqa: E402
@@ -40,7 +41,6 @@ from fdrl_runtime.loop import NOISE_BLOCK, euler_steps, sample_batch  # noqa: E4
 from fdrl_train.checkpoint import checkpoint_dict  # noqa: E402
 from fdrl_train.config import validate  # noqa: E402
 from fdrl_train.losses import DIVERGENCES  # noqa: E402
-from fdrl_train.metrics import feature_stats, frechet_distance  # noqa: E402
 from fdrl_train.models import build_model  # noqa: E402
 
 OPTIONAL = ("onnx", "onnxruntime", "tensorrt", "cuda.bindings", "cupy", "triton")

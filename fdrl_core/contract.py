@@ -46,8 +46,14 @@ class ArtifactMeta:
     source: dict = field(default_factory=dict)
     conditional: dict | None = None            # {"n_classes", "phi", "classifier_sha256"}
     created_by: str = "fdrl"
+    payload_sha256: str | None = None          # .onnx: the graph's and prior's digest (absent: not checked)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
+
+    @property
+    def nu(self) -> float:
+        """ν, the scale of each step's noise ξ (stored under the key "noise" in format 1)."""
+        return self.noise
 
     @property
     def default_steps(self) -> int:
@@ -59,8 +65,9 @@ class ArtifactMeta:
         d["value_range"] = None if self.value_range is None else list(self.value_range)
         if d["conditional"] is None:
             del d["conditional"]
-        if d["flops_per_sample"] is None:
-            del d["flops_per_sample"]
+        for key in ("flops_per_sample", "payload_sha256"):
+            if d[key] is None:
+                del d[key]
         return d
 
     def replace(self, **changes) -> "ArtifactMeta":

@@ -9,6 +9,8 @@ statistics in that same format.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 
 import click
 import numpy as np
@@ -24,13 +26,13 @@ TOYS = ("25gaussians", "8gaussians", "swissroll", "chasm")
 def digit_report(x: np.ndarray) -> dict:
     import torch
 
-    from fdrl_train.classifier import load_digit_classifier, predict
-    from fdrl_train.datasets import load_mnist_dataset
-    from fdrl_train.metrics import (
+    from fdrl_eval.metrics import (
         feature_stats,
         frechet_distance,
         kernel_inception_distance,
     )
+    from fdrl_train.classifier import load_digit_classifier, predict
+    from fdrl_train.datasets import load_mnist_dataset
     if tuple(x.shape[1:]) != (1, 28, 28):
         raise EvalError(f"--against mnist takes 28x28 grey images; the samples have shape {tuple(x.shape[1:])}")
     clf = load_digit_classifier()
@@ -56,8 +58,8 @@ def digit_report(x: np.ndarray) -> dict:
 def toy_report(x: np.ndarray, name: str, width: float) -> dict:
     import torch
 
+    from fdrl_eval.metrics import mmd2_rbf, mode_coverage
     from fdrl_train.datasets import TWENTY_FIVE_CENTRES, toy_sample
-    from fdrl_train.metrics import mmd2_rbf, mode_coverage
     if x.ndim != 2:
         raise EvalError(f"--against {name} takes points [N, 2]; the samples have shape {tuple(x.shape[1:])}")
     t = torch.as_tensor(x)
@@ -70,12 +72,12 @@ def toy_report(x: np.ndarray, name: str, width: float) -> dict:
     return out
 
 
-def fid_report(x: np.ndarray, stats_path: str, weights: str | None) -> dict:
-    from fdrl_train.metrics import feature_stats, frechet_distance
+def fid_report(x: np.ndarray, stats_path: str) -> dict:
+    from fdrl_eval.metrics import feature_stats, frechet_distance
 
-    from .inception import find_weights, inception_features, read_stats
+    from .inception import inception_features, read_stats
     mu_r, sigma_r = read_stats(stats_path)
-    feats = inception_features(x, find_weights(weights))
+    feats = inception_features(x)
     return {"reference": stats_path, "n": len(x), "fid": frechet_distance(*feature_stats(feats), mu_r, sigma_r)}
 
 
@@ -88,21 +90,24 @@ def fid_report(x: np.ndarray, stats_path: str, weights: str | None) -> dict:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
 def main(samples, against, width, inception_weights, save_stats, json_path):
     """Quality numbers of SAMPLES (an fdrl-infer folder, an .npz or an image folder)."""
-    with cli_errors("fdrl-eval"):
+    with cli_errors("fdrl-eval"), tempfile.TemporaryDirectory() as home:
+        if save_stats or against.endswith(".npz"):  # Inception: its weights from disk, through torch's hub
+            from .inception import find_weights, torch_home_for
+            os.environ["TORCH_HOME"] = str(torch_home_for(find_weights(inception_weights), home))
         x = load_samples(samples)
         if against == "mnist":
             report = digit_report(x)
         elif against in TOYS:
             report = toy_report(x, against, width)
         elif against.endswith(".npz"):
-            report = fid_report(x, against, inception_weights)
+            report = fid_report(x, against)
         else:
             raise EvalError(f"--against {against!r}: use mnist, {', '.join(TOYS)} or a statistics .npz")
         if save_stats:
-            from fdrl_train.metrics import feature_stats
+            from fdrl_eval.metrics import feature_stats
 
-            from .inception import find_weights, inception_features, write_stats
-            write_stats(save_stats, *feature_stats(inception_features(x, find_weights(inception_weights))))
+            from .inception import inception_features, write_stats
+            write_stats(save_stats, *feature_stats(inception_features(x)))
         click.echo(json.dumps(report, indent=2))
         if json_path:
             atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")

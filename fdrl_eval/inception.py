@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fdrl_core.atomic import atomic_write_bytes
+
 from .samples import EvalError
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -28,31 +30,28 @@ def find_weights(given: str | None = None) -> Path:
                     f"put it at {candidates[-1]} or pass --inception-weights FILE")
 
 
-def inception_features(images: np.ndarray, weights: Path, batch: int = 50) -> np.ndarray:
-    """2048-d pool features of [N, C, H, W] images in [-1, 1] (grey images repeated to RGB).
+def torch_home_for(weights: Path, home: str | Path) -> Path:
+    """A torch hub folder under `home` that holds (a link to) `weights`. pytorch-fid loads
+    its weights through torch's hub cache, so fdrl-eval points TORCH_HOME here at its
+    entry (process-wide state, set once there) and nothing is downloaded."""
+    cache = Path(home) / "hub" / "checkpoints"
+    cache.mkdir(parents=True, exist_ok=True)
+    link = cache / WEIGHTS_NAME
+    if not link.exists():
+        link.symlink_to(Path(weights).resolve())
+    return Path(home)
 
-    pytorch-fid loads its weights through torch's hub cache; pointing TORCH_HOME at a
-    folder that holds (a link to) `weights` makes that load local."""
-    import tempfile
+
+def inception_features(images: np.ndarray, batch: int = 50) -> np.ndarray:
+    """2048-d pool features of [N, C, H, W] images in [-1, 1] (grey images repeated to RGB),
+    with the weights found through TORCH_HOME (see torch_home_for)."""
     try:
         import torch
         from pytorch_fid.inception import InceptionV3
     except ImportError:
         raise EvalError("FID/KID need pytorch-fid (and the torchvision it imports): pip install pytorch-fid; "
-                        "without them use --metric digit-fd (MNIST) or mmd (points)") from None
-    with tempfile.TemporaryDirectory() as home:
-        cache = Path(home) / "hub" / "checkpoints"
-        cache.mkdir(parents=True)
-        (cache / WEIGHTS_NAME).symlink_to(Path(weights).resolve())
-        old = os.environ.get("TORCH_HOME")
-        os.environ["TORCH_HOME"] = home
-        try:
-            model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
-        finally:
-            if old is None:
-                os.environ.pop("TORCH_HOME")
-            else:
-                os.environ["TORCH_HOME"] = old
+                        "without them use --against mnist (digits) or a toy name (points)") from None
+    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
     feats = []
     with torch.no_grad():
         for i in range(0, len(images), batch):
@@ -72,4 +71,7 @@ def read_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None:
-    np.savez(path, mu=mu, sigma=sigma)
+    import io
+    buf = io.BytesIO()
+    np.savez(buf, mu=mu, sigma=sigma)
+    atomic_write_bytes(path, buf.getvalue())

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from fdrl_core.prior import PriorSpec
 from fdrl_train.drift import DriftGraph
 from fdrl_train.losses import get_pairing
 from fdrl_train.priors import prior_from_state
@@ -74,7 +75,7 @@ def check_inputs(est: Estimator, prior_state: dict | None, sizes=(32, 33), seed:
     g = torch.Generator().manual_seed(seed)
     batches = []
     for i, b in enumerate(sizes):
-        if i == 0 and prior_state is not None and prior_state.get("kind") in ("normal", "up", "ddp"):
+        if i == 0 and prior_state is not None and PriorSpec.from_state(prior_state).drawable:
             x = prior_from_state(prior_state).sample(b, g)
         elif len(est.sample_shape) == 3:
             x = torch.rand((b,) + est.sample_shape, generator=g) * 2 - 1

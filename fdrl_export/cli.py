@@ -1,7 +1,10 @@
 """`fdrl-export CKPT OUT`: a checkpoint -> a self-contained, checked artifact."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 
 import click
 
@@ -51,7 +54,11 @@ def main(ckpt, out, info, weights, no_check, prior, trust_pickle, refine_steps, 
         opts = ExportOptions(weights=weights, check=not no_check, prior=prior, trust_pickle=trust_pickle,
                              refine_steps=refine_steps, batch=batch, precision=precision,
                              workspace_mb=workspace_mb, timing_cache=timing_cache, classifier=classifier, phi=phi)
-        result = export(ckpt, out, opts, log=lambda m: click.echo(m, err=True))
+        # Process-wide, so set here at the entry: torch.onnx logs and prints progress to
+        # stdout; fdrl-export's own messages go to stderr.
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = export(ckpt, out, opts, log=lambda m: click.echo(m, err=True))
     check = result.describe() if result is not None else "not checked (--no-check)"
     click.echo(f"fdrl-export: wrote {out} ({weights} weights); check against float64 autograd: {check}", err=True)
 

@@ -50,7 +50,7 @@ def resolve_prior(ckpt: dict, opts: ExportOptions) -> dict | None:
     """The prior the artifact samples from: the checkpoint's, or the one the user gave."""
     shape = tuple(ckpt["sample_shape"])
     if opts.prior is None:
-        if ckpt.get("prior") is not None and ckpt["prior"]["kind"] == "input":
+        if ckpt.get("prior") is not None and not PriorSpec.from_state(ckpt["prior"]).drawable:
             return None  # translation: the artifact takes its starting images from --init
         if ckpt.get("prior") is None:
             raise ExportError("this checkpoint does not record its prior (a reference image checkpoint): "

@@ -1,9 +1,6 @@
 """Modules -> ONNX (dynamic batch), through torch.onnx's dynamo exporter."""
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import warnings
 
 import torch
@@ -22,8 +19,7 @@ def to_onnx(module: torch.nn.Module, inputs: tuple, input_names: list[str], outp
     except ImportError:
         raise ExportError("ONNX export needs onnx and onnxscript: pip install 'fdrl[onnx]'") from None
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings():  # scoped; torch.onnx's progress prints are fdrl-export's to silence
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, inputs, dynamo=True, input_names=input_names, output_names=output_names,
                                     dynamic_shapes=tuple({0: batch} for _ in inputs), opset_version=opset,

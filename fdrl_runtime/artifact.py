@@ -99,9 +99,23 @@ def meta_json(meta: ArtifactMeta) -> str:
     return json.dumps(meta.to_dict(), sort_keys=True)
 
 
+def onnx_digest(model, prior_arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the graph (weights included, the prior's initializers not) and of the
+    prior's arrays: what a flipped bit anywhere that matters would change."""
+    h = hashlib.sha256(model.graph.SerializeToString(deterministic=True))
+    for name in sorted(prior_arrays):
+        a = np.ascontiguousarray(prior_arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{list(a.shape)};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def onnx_with_metadata(model, meta: ArtifactMeta, prior_arrays: dict[str, np.ndarray]):
-    """Attach meta and prior arrays to an onnx.ModelProto (in place; returned)."""
+    """Attach meta (with the digest of graph and prior) and prior arrays to an
+    onnx.ModelProto (in place; returned)."""
     from onnx import numpy_helper
+    prior_arrays = {k: np.ascontiguousarray(v) for k, v in prior_arrays.items()}
+    meta = meta.replace(payload_sha256=onnx_digest(model, prior_arrays))
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = ONNX_META_KEY, meta_json(meta)
@@ -166,6 +180,9 @@ def _load_onnx(path: Path, with_payload: bool) -> Artifact:
             keep.append(init)
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
+    if meta.payload_sha256 is not None and onnx_digest(model, prior) != meta.payload_sha256:
+        raise ArtifactError(f"artifact {path} is corrupt: its graph or prior does not match the digest written "
+                            "with it (a damaged disk or copy, or an edit); export it again")
     payload = model.SerializeToString() if with_payload else None
     return Artifact(path, "onnx", meta, prior, payload)
 

@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from fdrl_core.errors import FdrlError, UsageError, cli_errors
+from fdrl_core.launch import available_cores
 from fdrl_core.pictures import picture_of, save_png
 from fdrl_core.samples import (
     ARRAY_SUFFIXES,
@@ -137,6 +138,9 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
             raise UsageError(f"{name} {value}: must be a positive integer")
     if threads < 0:
         raise UsageError(f"--threads {threads}: must be >= 0")
+    if threads > available_cores():  # each worker holds a session: more than the cores only costs memory
+        raise UsageError(f"--threads {threads}: this machine lets this process use {available_cores()} cores; "
+                         f"give at most that (0 picks for you)")
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use png, npz or both")
     shard_index, shard_count = parse_shard(shard)
@@ -159,6 +163,9 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
         raise UsageError(f"--format {fmt}: points are written as npz")
     out_path = Path(out)
     _check_writable(out_path)
+    if name == "torch" and threads:  # process-wide: set at the entry, not inside the backend
+        import torch
+        torch.set_num_threads(threads)
     with backend_class(name)(artifact, device=device, precision=precision, threads=threads,
                                   trust_pickle=trust_pickle) as be:
         folder = RunFolder(out_path, fmt, artifact.is_image)

@@ -1,13 +1,13 @@
 """N samples from an artifact: split into shards, shards into batches, resumable."""
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from fdrl_core.errors import FdrlError
+from fdrl_core.launch import launch_place
 
 from .artifact import Artifact
 from .loop import sample_batch
@@ -34,17 +34,8 @@ class Plan:
 
 def shard_from_env() -> tuple[int, int]:
     """(rank, world size) from torchrun or SLURM; (0, 1) when neither launched us."""
-    for rank, world in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
-        if rank in os.environ and world in os.environ:
-            text = f"{rank}={os.environ[rank]!r} {world}={os.environ[world]!r}"
-            try:
-                i, n = int(os.environ[rank]), int(os.environ[world])
-            except ValueError:
-                raise ValueError(f"{text}: not integers; unset them or give --shard I/N") from None
-            if n <= 0 or not 0 <= i < n:  # the same rule as --shard
-                raise ValueError(f"{text}: need 0 <= {rank} < {world}; unset them or give --shard I/N")
-            return i, n
-    return 0, 1
+    place = launch_place(fix="unset them or give --shard I/N")
+    return place.rank, place.world
 
 
 def labels_for(ids: np.ndarray, classes: list[int]) -> np.ndarray:

@@ -28,7 +28,7 @@ def sample_batch(backend, artifact: Artifact, ids: np.ndarray, seed: int, steps:
                  init: np.ndarray | None = None, labels: np.ndarray | None = None) -> np.ndarray:
     """Samples for global ids `ids` as a numpy float32 array [B, *shape]; `labels` [B] are
     the classes asked for from a class-conditional artifact."""
-    eta, nu = artifact.meta.eta, artifact.meta.noise
+    eta, nu = artifact.meta.eta, artifact.meta.nu
     draws: Draws = backend.draws(seed, ids)
     if init is None:
         x = draw_prior(artifact, draws, backend.xp, backend.from_numpy)

@@ -13,14 +13,14 @@ from pathlib import Path
 import torch
 
 from fdrl_core.atomic import atomic_path
-from fdrl_core.errors import FdrlError
+
+from .errors import CheckpointError
+from .reference import convert_reference_checkpoint
 
 FORMAT = "fdrl-checkpoint"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(FdrlError, ValueError):
-    """A checkpoint that is missing, unreadable or not a checkpoint; the message says which."""
+REQUIRED = ("config", "step", "model", "sample_shape", "prior")
+DIGESTED = ("model", "ema", "prior")  # what tensor_sha256 covers (a checkpoint without it is not checked)
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
@@ -35,6 +35,31 @@ def checkpoint_dict(cfg: dict, model_state: dict, ema_state: dict | None, prior_
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg, "step": int(step),
             "model": model_state, "ema": ema_state, "prior": prior_state, "sample_shape": list(sample_shape),
             "value_range": None if value_range is None else list(value_range), **extra}
+
+
+def tensor_digest(ckpt: dict) -> str:
+    """SHA-256 over every tensor of the weights and the prior, in key order: a flipped bit
+    in a saved tensor (which torch.load does not notice) changes it."""
+    import hashlib
+    h = hashlib.sha256()
+
+    def feed(prefix, value):
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{prefix}:{t.dtype}:{list(t.shape)};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for k in sorted(value, key=str):
+                feed(f"{prefix}.{k}", value[k])
+
+    for key in DIGESTED:
+        feed(key, ckpt.get(key))
+    return h.hexdigest()
+
+
+def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
+    """Atomically, with the tensors' digest, which load_checkpoint verifies."""
+    atomic_torch_save({**ckpt, "tensor_sha256": tensor_digest(ckpt)}, path)
 
 
 def read_torch_file(path: str | os.PathLike, what: str = "checkpoint"):
@@ -57,12 +82,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """This project's checkpoint as a dict, or a reference checkpoint converted to one."""
     ckpt = read_torch_file(path)
     if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
-        if ckpt.get("format_version", 0) > FORMAT_VERSION:
-            raise CheckpointError(f"checkpoint {path} has format version {ckpt['format_version']}; "
+        version = ckpt.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(f"checkpoint {path} has format version {version!r}; "
                                   f"this fdrl reads up to {FORMAT_VERSION}: upgrade fdrl")
+        missing = [k for k in REQUIRED if k not in ckpt]
+        if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
+            raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing) or 'a config or model mapping'} "
+                                  "(damaged or written by another tool): use another checkpoint")
+        if "tensor_sha256" in ckpt and ckpt["tensor_sha256"] != tensor_digest(ckpt):
+            raise CheckpointError(f"checkpoint {path} is corrupt: its tensors do not match the digest saved with "
+                                  "them (a damaged disk or copy); use an intact copy or an earlier checkpoint")
         return ckpt
     if isinstance(ckpt, dict) and {"model", "config"} <= set(ckpt):
-        from .reference import convert_reference_checkpoint
-        return convert_reference_checkpoint(ckpt, path)
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **convert_reference_checkpoint(ckpt, path)}
     raise CheckpointError(f"{path} is a torch file but not an FDRL checkpoint "
                           "(expected this project's format or a reference dict with 'model' and 'config')")

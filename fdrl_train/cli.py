@@ -40,6 +40,7 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
             if dry_run:
                 click.echo(dump_config(cfg))
                 return
+            set_process_state(cfg)
             trainer = Trainer.resume(ckpt, out, changes, quiet=quiet)
         else:
             if not config:
@@ -56,6 +57,7 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
                     raise UsageError(f"{out} already holds a run (last.pt): --resume {out} continues it, --overwrite starts over")
                 shutil.rmtree(out_path)
             _check_writable(out_path)
+            set_process_state(cfg)
             trainer = Trainer(cfg, out, quiet=quiet)
         if not quiet:
             click.echo(f"fdrl-train: {cfg['dataset']} {cfg['model']} {cfg['loss']}-{cfg['divergence']} "
@@ -65,6 +67,13 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
     if last and not quiet:
         click.echo(f"fdrl-train: done at step {last['step']}, loss {last['loss']:.5g}; checkpoint {Path(out) / 'last.pt'}",
                    err=True)
+
+
+def set_process_state(cfg: dict) -> None:
+    """What is process-wide (torch's thread count) is set here, at the entry, and nowhere else."""
+    if cfg["threads"]:
+        import torch
+        torch.set_num_threads(cfg["threads"])
 
 
 def _check_writable(path: Path) -> None:

@@ -7,10 +7,13 @@ on any world size. Gradients are averaged by DistributedDataParallel; rank 0 wri
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
+
+from fdrl_core.launch import LAUNCHERS, launch_place
+
+from .errors import TrainingError
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,9 @@ class Placement:
 
 
 def setup(device: str, global_batch: int) -> Placement:
-    from .train import TrainingError
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    # torchrun's variables only: one fdrl-train inside a SLURM allocation stays one process
+    place = launch_place(fix="launch with torchrun, or unset them for one process", launchers=LAUNCHERS[:1])
+    world, rank, local = place.world, place.rank, place.local_rank
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):

@@ -15,8 +15,8 @@ import torch
 
 from fdrl_core.prior import PriorSpec
 
-from .checkpoint import FORMAT, FORMAT_VERSION, CheckpointError
 from .config import DATASETS, ConfigError, validate
+from .errors import CheckpointError
 
 KAPPA_DEFAULT = {"ddp": 20, "up": 10, "normal": 0}
 
@@ -63,7 +63,7 @@ def convert_reference_checkpoint(ckpt: dict, path) -> dict:
         raise CheckpointError(f"reference checkpoint {path}: {e}") from None
     shape = (int(rc.get("in_dim", 2)),) if toy else (int(rc.get("n_channels", 3)), int(rc["img_size"]), int(rc["img_size"]))
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg,
+        "config": cfg,  # load_checkpoint adds this project's format and version
         "step": int(ckpt.get("step", -1)) + 1,  # the reference stores the last step's index
         "model": ckpt["model"], "ema": ckpt.get("ema") or None,
         "sample_shape": list(shape), "value_range": None if toy else [-1.0, 1.0],

@@ -11,13 +11,15 @@ from pathlib import Path
 import torch
 
 from fdrl_core.atomic import atomic_write_text, remove_stale_temps
-from fdrl_core.errors import FdrlError
+from fdrl_core.prior import PriorSpec
 
-from .checkpoint import atomic_torch_save, checkpoint_dict
+from .checkpoint import checkpoint_dict, save_checkpoint
 from .config import dump_config
-from .datasets import Dataset, load_dataset, load_source_dataset
+from .data import load_dataset, load_source_dataset
+from .datasets import Dataset
 from .distributed import all_mean, any_rank, finish, from_main, max_weight_spread, setup
 from .drift import DriftGraph
+from .errors import TrainingError  # noqa: F401  (raised here, caught by the CLI)
 from .flow import GraphFlow
 from .losses import get_pairing
 from .models import build_model, fold_spectral_norm, plain_params, plain_twin
@@ -43,8 +45,6 @@ def _logged_step(line: str) -> float:
         return math.inf
 
 
-class TrainingError(FdrlError, RuntimeError):
-    """Training cannot go on (a non-finite loss, a bad resume); the message says why."""
 
 
 FULL_COVARIANCE_MAX_DIM = 3 * 64 * 64
@@ -90,16 +90,15 @@ class Trainer:
                  prior: Prior | None = None, quiet: bool = False):
         self.cfg, self.quiet = cfg, quiet
         self.out = Path(out_dir) if out_dir is not None else None
-        if cfg["threads"]:
-            torch.set_num_threads(cfg["threads"])
         self.place = setup(cfg["device"], cfg["batch_size"])
         dev = self.place.device
         if cfg["amp"] != "none" and dev.type != "cuda":
             raise TrainingError(f"amp={cfg['amp']} needs a GPU (device is {dev}): use amp=none on a CPU")
         self.data = data or load_dataset(cfg)
         self.shape = self.data.sample_shape
-        torch.manual_seed(cfg["seed"])
-        self.model = build_model(cfg, self.shape).to(dev)
+        with torch.random.fork_rng(devices=[]):  # the initial weights from the seed, the caller's RNG untouched
+            torch.manual_seed(cfg["seed"])
+            self.model = build_model(cfg, self.shape).to(dev)
         self.loss, self.divergence = get_pairing(cfg["loss"], cfg["divergence"])
         self.prior = prior or from_main(self.place, lambda: make_prior(cfg, self.data))
         self.net = self.model
@@ -192,9 +191,9 @@ class Trainer:
         if not self.place.is_main:
             return
         state = self.state()
-        atomic_torch_save(state, self.out / "last.pt")
+        save_checkpoint(state, self.out / "last.pt")
         if self.cfg["keep_numbered"]:
-            atomic_torch_save(state, self.out / f"ckpt_{self.step:07d}.pt")
+            save_checkpoint(state, self.out / f"ckpt_{self.step:07d}.pt")
 
     @classmethod
     def resume(cls, ckpt: dict, out_dir, overrides: dict | None = None, quiet: bool = False) -> "Trainer":
@@ -203,7 +202,7 @@ class Trainer:
             if k in ARCHITECTURE_KEYS and v != cfg[k]:
                 raise TrainingError(f"cannot change '{k}' when resuming ({cfg[k]!r} -> {v!r}); start a new run")
             cfg[k] = v
-        prior = None if ckpt["prior"]["kind"] == "input" else prior_from_state(ckpt["prior"])
+        prior = prior_from_state(ckpt["prior"]) if PriorSpec.from_state(ckpt["prior"]).drawable else None
         t = cls(cfg, out_dir, prior=prior, quiet=quiet)
         t.model.load_state_dict(ckpt["model"])
         if ckpt.get("optim"):

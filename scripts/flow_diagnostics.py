@@ -19,7 +19,7 @@ import torch
 def along_the_flow(run: Path, n: int = 256, extra: int = 2):
     from fdrl_export.graph import estimator_from_checkpoint
     from fdrl_train.checkpoint import load_checkpoint
-    from fdrl_train.datasets import load_dataset
+    from fdrl_train.data import load_dataset
     from fdrl_train.drift import DriftGraph
     from fdrl_train.losses import get_pairing
     from fdrl_train.priors import prior_from_state

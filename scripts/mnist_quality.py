@@ -17,10 +17,10 @@ import torch
 
 from fdrl_core.pictures import image_grid, save_png
 from fdrl_core.samples import from_uint8_hwc, read_run_folder
+from fdrl_eval.metrics import feature_stats, frechet_distance
 from fdrl_train.checkpoint import load_checkpoint
 from fdrl_train.classifier import load_digit_classifier, predict
 from fdrl_train.datasets import load_mnist_dataset
-from fdrl_train.metrics import feature_stats, frechet_distance
 from fdrl_train.priors import prior_from_state
 
 

@@ -97,7 +97,7 @@ def main():
     ap.add_argument("--steps", type=int, help="flow steps at sampling (default: each run's K + kappa)")
     args = ap.parse_args()
     from fdrl_train.config import load_config
-    from fdrl_train.datasets import load_dataset
+    from fdrl_train.data import load_dataset
     cfg = load_config(args.preset)
     data = load_dataset(cfg)
     flat = lambda t: t.reshape(len(t), -1).numpy().astype(np.float64)  # noqa: E731

@@ -72,13 +72,13 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "swissroll_beads")
     ap.add_argument("--reuse", action="store_true", help="use runs/beads_ours as it is")
     args = ap.parse_args()
+    from fdrl_eval.metrics import mmd2_rbf
     from fdrl_export.graph import estimator_from_checkpoint
     from fdrl_train.checkpoint import load_checkpoint
     from fdrl_train.datasets import toy_sample
     from fdrl_train.drift import DriftGraph
     from fdrl_train.flow import flow as our_flow
     from fdrl_train.losses import get_pairing
-    from fdrl_train.metrics import mmd2_rbf
     run = ROOT / "runs" / "beads_ours"
     ours_s = None if args.reuse else train_ours(run)
     ckpt = load_checkpoint(run / "last.pt")

@@ -18,8 +18,8 @@ import torch
 
 from fdrl_core.pictures import save_png, scatter_plot
 from fdrl_core.samples import read_run_folder
+from fdrl_eval.metrics import mmd2_rbf, mode_coverage
 from fdrl_train.datasets import TWENTY_FIVE_CENTRES, toy_sample
-from fdrl_train.metrics import mmd2_rbf, mode_coverage
 
 N_EVAL = 2000
 

@@ -8,7 +8,8 @@ from conftest import assert_user_error, run_cli
 from PIL import Image
 
 from fdrl_train.config import validate
-from fdrl_train.datasets import DatasetError, load_dataset
+from fdrl_train.data import load_dataset
+from fdrl_train.datasets import DatasetError
 from fdrl_train.priors import GaussianPrior
 
 

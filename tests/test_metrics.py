@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from fdrl_eval.metrics import feature_stats, frechet_distance, mmd2_rbf, mode_coverage
 from fdrl_train.datasets import TWENTY_FIVE_CENTRES
-from fdrl_train.metrics import feature_stats, frechet_distance, mmd2_rbf, mode_coverage
 
 
 def test_frechet_distance_closed_form_for_diagonal_gaussians():

@@ -51,8 +51,6 @@ class TorchBackend(Backend):
             raise BackendError(f"--device {device}: no CUDA GPU is visible to PyTorch; use --device cpu")
         if precision != "fp32" and not device.startswith("cuda"):
             raise BackendError(f"--precision {precision} needs --device cuda; the CPU runs fp32")
-        if threads:
-            torch.set_num_threads(threads)
         self.dev = torch.device(device)
         if not trust_pickle:
             refuse_pickles(torch, artifact.path)

@@ -1,4 +1,4 @@
-"""Sample-quality numbers for point data: kernel MMD and mode coverage."""
+"""Sample-quality measures: kernel MMD and mode coverage (points), Fréchet distance and KID (features)."""
 from __future__ import annotations
 
 import torch

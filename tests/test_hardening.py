@@ -1,0 +1,105 @@
+"""Bad input and damaged files, as a user (or a disk) would hand them over: each a one-line
+error with exit 2, nothing written, nothing half-written left behind."""
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import assert_user_error, run_cli
+from helpers import random_checkpoint
+from onnx import numpy_helper
+
+from fdrl_export.export import ExportOptions, export
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toy")
+    out = run_cli("fdrl_train.cli", "--config", "8gaussians", "--out", str(d / "run"), "--quiet",
+                  "--set", "steps=3", "flow_steps=2", "sample_every=0")
+    assert out.returncode == 0, out.stderr
+    export(d / "run" / "last.pt", d / "toy.onnx", ExportOptions(check=False))
+    return d
+
+
+def _flip_weight_bit(src, dst):
+    m = onnx.load(str(src))
+    init = next(i for i in m.graph.initializer if not i.name.startswith("fdrl.prior"))
+    a = numpy_helper.to_array(init).copy()
+    a.reshape(-1).view(np.uint32)[0] ^= 1 << 3  # one bit of one weight
+    init.CopyFrom(numpy_helper.from_array(a, init.name))
+    onnx.save(m, str(dst))
+
+
+def test_a_flipped_bit_is_caught_in_an_artifact_and_in_a_checkpoint(toy, tmp_path):
+    _flip_weight_bit(toy / "toy.onnx", tmp_path / "flip.onnx")
+    assert_user_error(run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "flip.onnx"), "-n", "4",
+                              "--out", str(tmp_path / "o")), "corrupt", "export it again")
+    assert not (tmp_path / "o").exists()
+    ck = torch.load(toy / "run" / "last.pt", weights_only=True)
+    first = next(iter(ck["model"]))
+    ck["model"][first].view(-1)[0] += 1e-3  # a changed number in a saved tensor
+    torch.save(ck, tmp_path / "flip.pt")
+    assert_user_error(run_cli("fdrl_export.cli", str(tmp_path / "flip.pt"), str(tmp_path / "x.onnx")), "corrupt")
+    assert_user_error(run_cli("fdrl_train.cli", "--resume", str(tmp_path / "flip.pt")), "corrupt")
+    assert not (tmp_path / "x.onnx").exists()
+    # The intact files still load: the digest is of what was written, not of some re-encoding.
+    assert run_cli("fdrl_runtime.cli", "--engine", str(toy / "toy.onnx"), "-n", "4", "--out", str(tmp_path / "ok"),
+                   "--quiet").returncode == 0
+
+
+@pytest.mark.parametrize("change, fragment", [({"flow_steps": -5}, "flow_steps"), ({"noise": float("nan")}, "noise"),
+                                              ({"eta": -1}, "eta"), ({"extra_key": 1}, "unknown keys")])
+def test_artifact_metadata_that_would_sample_nonsense_is_refused(toy, tmp_path, change, fragment):
+    m = onnx.load(str(toy / "toy.onnx"))
+    meta = json.loads(m.metadata_props[0].value)
+    meta.update(change)
+    m.metadata_props[0].value = json.dumps(meta)
+    onnx.save(m, str(tmp_path / "bad.onnx"))
+    assert_user_error(run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "bad.onnx"), "-n", "4",
+                              "--out", str(tmp_path / "o")), fragment)
+
+
+def test_a_checkpoint_config_that_would_export_nonsense_is_refused(tmp_path):
+    ck = random_checkpoint("mlp")
+    ck["config"]["eta"] = -1.0
+    torch.save(ck, tmp_path / "c.pt")
+    assert_user_error(run_cli("fdrl_export.cli", str(tmp_path / "c.pt"), str(tmp_path / "c.onnx")), "eta")
+    ck = random_checkpoint("mlp")
+    del ck["config"]
+    torch.save(ck, tmp_path / "noconfig.pt")
+    assert_user_error(run_cli("fdrl_train.cli", "--resume", str(tmp_path / "noconfig.pt")), "lacks config")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "noconfig.pt"]
+
+
+def test_config_and_environment_mistakes_are_one_line(tmp_path):
+    (tmp_path / "latin1.yaml").write_bytes("dataset: swissroll\n# caf\xe9\n".encode("latin-1"))
+    assert_user_error(run_cli("fdrl_train.cli", "--config", str(tmp_path / "latin1.yaml"), "--out", str(tmp_path / "r")),
+                      "not UTF-8")
+    for env, fragment in (({"RANK": "abc", "WORLD_SIZE": "2"}, "not integers"), ({"RANK": "0", "WORLD_SIZE": "0"}, "need 0 <=")):
+        proc = run_cli("fdrl_train.cli", "--config", "swissroll", "--out", str(tmp_path / "r"), "--quiet",
+                       "--set", "steps=1", env={**os.environ, **env})
+        assert_user_error(proc, fragment)
+    (tmp_path / "file").write_text("")
+    assert_user_error(run_cli("fdrl_train.cli", "--config", "swissroll", "--out", str(tmp_path / "file" / "r")), "file")
+
+
+def test_threads_beyond_the_cores_are_refused(toy, tmp_path):
+    assert_user_error(run_cli("fdrl_runtime.cli", "--engine", str(toy / "toy.onnx"), "-n", "4", "--threads", "100000",
+                              "--out", str(tmp_path / "o")), "--threads 100000", "cores")
+
+
+def test_resume_survives_a_half_written_metrics_line_and_a_killed_writers_temporary(tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("fdrl_train.cli", "--config", "swissroll", "--out", str(run), "--quiet",
+                   "--set", "steps=4", "flow_steps=2", "log_every=1", "ckpt_every=2", "sample_every=0").returncode == 0
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "lo')  # the line a kill -9 cut short
+    (run / ".last.tmp-999999999-0123abcd.pt").write_bytes(b"partial")  # a dead writer's temporary
+    proc = run_cli("fdrl_train.cli", "--resume", str(run), "--quiet", "--set", "steps=6")
+    assert proc.returncode == 0, proc.stderr
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert not list(run.glob(".*tmp-*"))
