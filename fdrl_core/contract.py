@@ -7,8 +7,10 @@ every required key, the types and ranges of the flow's numbers, no unknown keys.
 artifact with `flow_steps: -5` or `noise: nan` is refused where it is loaded, and a
 checkpoint's stray key cannot pass into an artifact.
 
-Format version 1 (tests/fixtures/artifact_v1 pins it): the keys below. A reader refuses a
-newer version and names the upgrade.
+Format version 1 (tests/fixtures/artifact_v1 pins it): the keys below. Version 2 adds
+`payload_sha256` (the .onnx digest of graph, prior and metadata) and keeps an .onnx prior's
+arrays in metadata_props instead of initializers (fdrl_runtime.artifact); both are read. A
+reader refuses a newer version and names the upgrade.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from .errors import FdrlError
 
 FORMAT = "fdrl-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 OUTPUTS = ("r", "log_r")  # what the estimator's network outputs (the drift scales by it)
 
 

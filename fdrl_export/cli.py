@@ -9,7 +9,7 @@ import logging
 import click
 
 from fdrl_core.errors import UsageError, cli_errors
-from fdrl_runtime.artifact import load_artifact
+from fdrl_runtime.artifact import artifact_kind, load_artifact, reseal_onnx
 
 from .export import ExportOptions, export
 
@@ -25,6 +25,8 @@ def print_info(path: str) -> None:
 @click.argument("ckpt", required=False)
 @click.argument("out", required=False)
 @click.option("--info", "info", metavar="ARTIFACT", help="Print an artifact's metadata and exit.")
+@click.option("--reseal", "reseal", metavar="ARTIFACT.onnx",
+              help="Record the digest of an .onnx you rewrote on purpose (onnxsim, onnxslim, polygraphy) and exit.")
 @click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
               help="Which weights to export.")
 @click.option("--no-check", is_flag=True, help="Skip the comparison with float64 autograd.")
@@ -38,7 +40,7 @@ def print_info(path: str) -> None:
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file (read and updated).")
 @click.option("--classifier", type=click.Path(dir_okay=False), help="Compose with this classifier: a class-conditional flow.")
 @click.option("--phi", type=float, default=0.1, show_default=True, help="Scale of the classifier's gradient.")
-def main(ckpt, out, info, weights, no_check, prior, trust_pickle, refine_steps, batch, precision, workspace_mb,
+def main(ckpt, out, info, reseal, weights, no_check, prior, trust_pickle, refine_steps, batch, precision, workspace_mb,
          timing_cache, classifier, phi):
     """Export CKPT's density-ratio estimator and its exact input gradient to OUT.
 
@@ -47,8 +49,15 @@ def main(ckpt, out, info, weights, no_check, prior, trust_pickle, refine_steps, 
         if info:
             print_info(info)
             return
+        if reseal:
+            if artifact_kind(reseal) != "onnx":
+                raise UsageError(f"--reseal {reseal}: only .onnx artifacts carry a digest to reseal")
+            reseal_onnx(reseal)
+            click.echo(f"fdrl-export: resealed {reseal} (its metadata valid; the digest of the graph as it is now)",
+                       err=True)
+            return
         if not ckpt or not out:
-            raise UsageError("usage: fdrl-export CKPT OUT (.onnx, .plan, .engine or .pt2), or fdrl-export --info ARTIFACT")
+            raise UsageError("usage: fdrl-export CKPT OUT (.onnx, .plan, .engine or .pt2), fdrl-export --info ARTIFACT, or --reseal ARTIFACT.onnx")
         if refine_steps is not None and refine_steps < 0:
             raise UsageError(f"--refine-steps {refine_steps}: must be >= 0")
         opts = ExportOptions(weights=weights, check=not no_check, prior=prior, trust_pickle=trust_pickle,

@@ -28,7 +28,9 @@ from fdrl_core.contract import FORMAT, FORMAT_VERSION, ArtifactError, ArtifactMe
 from fdrl_core.prior import PriorSpec
 
 ONNX_META_KEY = "fdrl"
-PRIOR_PREFIX = "fdrl.prior."
+ONNX_PRIOR_KEY = "fdrl.prior"   # format 2: the prior's arrays, an .npz in base64, in metadata_props
+PRIOR_PREFIX = "fdrl.prior."    # format 1: the prior's arrays as initializers (read, no longer written)
+RESEAL = "fdrl-export --reseal"
 SIDECAR_SUFFIX = ".fdrl.npz"
 KINDS = {".onnx": "onnx", ".plan": "tensorrt", ".engine": "tensorrt", ".pt2": "torch"}
 
@@ -99,10 +101,12 @@ def meta_json(meta: ArtifactMeta) -> str:
     return json.dumps(meta.to_dict(), sort_keys=True)
 
 
-def onnx_digest(model, prior_arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 of the graph (weights included, the prior's initializers not) and of the
-    prior's arrays: what a flipped bit anywhere that matters would change."""
+def onnx_digest(model, prior_arrays: dict[str, np.ndarray], meta: ArtifactMeta) -> str:
+    """SHA-256 of the graph (weights included), the prior's arrays and the metadata (less
+    the digest itself): what a flipped bit anywhere that matters would change."""
     h = hashlib.sha256(model.graph.SerializeToString(deterministic=True))
+    unsealed = {k: v for k, v in meta.to_dict().items() if k != "payload_sha256"}
+    h.update(json.dumps(unsealed, sort_keys=True).encode())
     for name in sorted(prior_arrays):
         a = np.ascontiguousarray(prior_arrays[name])
         h.update(f"{name}:{a.dtype.str}:{list(a.shape)};".encode())
@@ -113,15 +117,27 @@ def onnx_digest(model, prior_arrays: dict[str, np.ndarray]) -> str:
 def onnx_with_metadata(model, meta: ArtifactMeta, prior_arrays: dict[str, np.ndarray]):
     """Attach meta (with the digest of graph and prior) and prior arrays to an
     onnx.ModelProto (in place; returned)."""
-    from onnx import numpy_helper
+    import base64
     prior_arrays = {k: np.ascontiguousarray(v) for k, v in prior_arrays.items()}
-    meta = meta.replace(payload_sha256=onnx_digest(model, prior_arrays))
+    meta = meta.replace(format_version=FORMAT_VERSION)
+    meta = meta.replace(payload_sha256=onnx_digest(model, prior_arrays, meta))
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = ONNX_META_KEY, meta_json(meta)
-    for name, arr in prior_arrays.items():
-        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(arr), PRIOR_PREFIX + name))
+    if prior_arrays:  # metadata, not initializers: simplifiers drop initializers no node reads
+        entry = model.metadata_props.add()
+        entry.key, entry.value = ONNX_PRIOR_KEY, base64.b64encode(_npz_bytes(prior_arrays)).decode("ascii")
     return model
+
+
+def reseal_onnx(path: str | os.PathLike) -> Artifact:
+    """Record the digest of an .onnx artifact as it is now (after a deliberate rewrite by a
+    tool); its metadata is validated as on every load. Written atomically."""
+    import onnx
+    art = load_artifact(path, verify=False)
+    model = onnx.load_from_string(art.payload)
+    atomic_write_bytes(path, onnx_with_metadata(model, art.meta, art.prior_arrays).SerializeToString())
+    return load_artifact(path)
 
 
 def write_sidecar(engine_path: str | os.PathLike, meta: ArtifactMeta, prior_arrays: dict[str, np.ndarray]) -> Path:
@@ -141,19 +157,20 @@ def pt2_extra_files(meta: ArtifactMeta, prior_arrays: dict[str, np.ndarray]) -> 
 
 # --- reading ---------------------------------------------------------------------------------
 
-def load_artifact(path: str | os.PathLike, with_payload: bool = True) -> Artifact:
+def load_artifact(path: str | os.PathLike, with_payload: bool = True, verify: bool = True) -> Artifact:
+    """The artifact at `path`; verify=False skips the .onnx digest (fdrl-export --reseal only)."""
     path = Path(path)
     kind = artifact_kind(path)
     if not path.is_file():
         raise ArtifactError(f"artifact {path} does not exist")
     if kind == "onnx":
-        return _load_onnx(path, with_payload)
+        return _load_onnx(path, with_payload, verify)
     if kind == "tensorrt":
         return _load_engine(path)
     return _load_pt2(path)
 
 
-def _load_onnx(path: Path, with_payload: bool) -> Artifact:
+def _load_onnx(path: Path, with_payload: bool, verify: bool = True) -> Artifact:
     try:
         import onnx
     except ImportError:
@@ -173,16 +190,24 @@ def _load_onnx(path: Path, with_payload: bool) -> Artifact:
     meta = ArtifactMeta.from_dict(meta, str(path))
     from onnx import numpy_helper
     prior, keep = {}, []
-    for init in model.graph.initializer:
+    for init in model.graph.initializer:  # format 1
         if init.name.startswith(PRIOR_PREFIX):
             prior[init.name[len(PRIOR_PREFIX):]] = numpy_helper.to_array(init)
         else:
             keep.append(init)
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
-    if meta.payload_sha256 is not None and onnx_digest(model, prior) != meta.payload_sha256:
-        raise ArtifactError(f"artifact {path} is corrupt: its graph or prior does not match the digest written "
-                            "with it (a damaged disk or copy, or an edit); export it again")
+    if ONNX_PRIOR_KEY in props:  # format 2
+        import base64
+        import binascii
+        try:
+            prior = _read_npz(base64.b64decode(props[ONNX_PRIOR_KEY], validate=True), f"{path}: the prior's arrays")
+        except binascii.Error:
+            raise ArtifactError(f"{path}: the prior's arrays are damaged (not base64); export it again") from None
+    if verify and meta.payload_sha256 is not None and onnx_digest(model, prior, meta) != meta.payload_sha256:
+        raise ArtifactError(f"artifact {path} does not match the digest written with it: damaged (a disk or a copy), "
+                            f"or rewritten by a tool (onnxsim, onnxslim, polygraphy); if you rewrote it on purpose, "
+                            f"{RESEAL} {path} records the new digest")
     payload = model.SerializeToString() if with_payload else None
     return Artifact(path, "onnx", meta, prior, payload)
 

@@ -8,18 +8,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from fdrl_core.errors import FdrlError, UsageError, cli_errors
+from fdrl_core.errors import UsageError, cli_errors
 from fdrl_core.launch import available_cores
 from fdrl_core.pictures import picture_of, save_png
-from fdrl_core.samples import (
-    ARRAY_SUFFIXES,
-    from_uint8_hwc,
-    read_array_file,
-    read_image_folder,
-)
 
+from .api import Sampler, default_batch, read_init, resolve_classes
 from .artifact import load_artifact, sha256_file
-from .backends import backend_class, resolve_backend
+from .backends import resolve_backend
 from .generate import Plan, generate, shard_from_env
 from .outputs import FORMATS, RunFolder
 
@@ -44,17 +39,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 def parse_classes(one: int | None, many: str | None, artifact) -> list[int] | None:
     """--class K or --classes 0-9 / 1,3,5; a conditional artifact defaults to all classes."""
-    cond = artifact.meta.conditional
-    if cond is None:
-        if one is not None or many is not None:
-            raise UsageError("this artifact is not class-conditional: export it with fdrl-export --classifier CLS.pt")
-        return None
-    n = int(cond["n_classes"])
     if one is not None and many is not None:
         raise UsageError("give --class or --classes, not both")
-    if one is not None:
-        classes = [one]
-    elif many is not None:
+    if many is not None:
         try:
             classes = []
             for part in many.split(","):
@@ -62,44 +49,11 @@ def parse_classes(one: int | None, many: str | None, artifact) -> list[int] | No
                 classes += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
         except ValueError:
             raise UsageError(f"--classes {many!r}: expected a range or list, e.g. 0-9 or 1,3,5") from None
+        if not classes:
+            raise UsageError(f"--classes {many!r}: names no class")
     else:
-        classes = list(range(n))
-    bad = [c for c in classes if not 0 <= c < n]
-    if bad or not classes:
-        raise UsageError(f"class {bad[0] if bad else many!r} is out of range: this model's classifier has classes 0-{n - 1}")
-    return classes
-
-
-def load_init(path: str, artifact) -> np.ndarray:
-    """Starting samples from a .npz/.npy file or a folder of images, as [N, *shape] floats."""
-    p = Path(path)
-    shape = artifact.sample_shape
-    try:
-        if p.is_dir():
-            # Prepared as training prepares a folder dataset: the largest centred square,
-            # resized to the model's size (Cat2dog's 256x256 testA/ into a 64x64 model).
-            if not artifact.is_image:
-                raise UsageError(f"this artifact takes points of shape {shape}, not images: give a .npz/.npy")
-            arr = read_image_folder(p, size=shape[1], channels=shape[0])
-        elif p.is_file() and p.suffix in ARRAY_SUFFIXES:
-            arr = read_array_file(p)
-        else:
-            raise UsageError("give a .npz/.npy file or a folder of images")
-    except (FdrlError, OSError) as e:
-        raise UsageError(f"--init {path}: {e}") from None
-    if arr.dtype == np.uint8:
-        if not artifact.is_image or arr.ndim != 4:
-            raise UsageError(f"--init {path}: uint8 data must be images [N, H, W, C]")
-        arr = from_uint8_hwc(arr, artifact.value_range or (-1.0, 1.0))
-    if not np.issubdtype(arr.dtype, np.number) or arr.ndim < 1:
-        raise UsageError(f"--init {path}: holds {arr.dtype} data, not samples")
-    arr = arr.astype(np.float32)
-    if tuple(arr.shape[1:]) != shape:
-        raise UsageError(f"--init {path}: samples have shape {tuple(arr.shape[1:])}, the model takes {shape}")
-    bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
-    if bad.any():
-        raise UsageError(f"--init {path}: {int(bad.sum())} of {len(arr)} samples are not finite (NaN or inf)")
-    return arr
+        classes = one
+    return resolve_classes(artifact, classes)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,7 +101,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
     artifact = load_artifact(engine)
     name = resolve_backend(backend, artifact.kind)
     class_list = parse_classes(one_class, classes, artifact)
-    init_x = load_init(init, artifact) if init else None
+    init_x = read_init(init, artifact, "--init") if init else None
     if init_x is not None:
         n = n or len(init_x)
         if n > len(init_x):
@@ -155,8 +109,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
     elif not artifact.prior.drawable:
         raise UsageError("this artifact has no prior (it translates given images): give --init SOURCE")
     n = n or 1000
-    on_gpu = device.startswith("cuda")
-    batch = batch or (256 if on_gpu else 64 if artifact.is_image else 1024)
+    batch = batch or default_batch(artifact, device)
     steps = steps or artifact.default_steps
     fmt = fmt or ("png" if artifact.is_image else "npz")
     if not artifact.is_image and fmt != "npz":
@@ -166,8 +119,9 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
     if name == "torch" and threads:  # process-wide: set at the entry, not inside the backend
         import torch
         torch.set_num_threads(threads)
-    with backend_class(name)(artifact, device=device, precision=precision, threads=threads,
-                                  trust_pickle=trust_pickle) as be:
+    with Sampler(artifact, name, device=device, precision=precision, threads=threads,
+                 trust_pickle=trust_pickle) as sampler:
+        be = sampler.backend
         folder = RunFolder(out_path, fmt, artifact.is_image)
         folder.prepare(overwrite)
         # What the samples are: a rerun must make the same ones (noise is keyed by sample id,
@@ -188,7 +142,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
             bar.set_postfix(samples_s=f"{rate:.1f}")
 
         t0 = time.perf_counter()
-        result = generate(artifact, be, plan, folder, batch, steps, seed, init_x, progress,
+        result = generate(sampler, plan, folder, batch, steps, seed, init_x, progress,
                           keep_first=(64 if artifact.is_image else GRID_POINTS) if grid else 0, classes=class_list)
         bar.close()
         summary = {

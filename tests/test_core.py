@@ -193,7 +193,7 @@ def test_version_1_artifacts_load_and_sample_as_they_did(tmp_path):
 def test_contract_refuses_what_would_sample_nonsense():
     import pytest
 
-    from fdrl_core.contract import ArtifactError, ArtifactMeta
+    from fdrl_core.contract import FORMAT_VERSION, ArtifactError, ArtifactMeta
     from fdrl_runtime.artifact import load_artifact
     good = load_artifact(FIXTURES / "toy_ddp.onnx", with_payload=False).meta.to_dict()
     assert ArtifactMeta.from_dict(good, "x").to_dict() == good
@@ -201,7 +201,7 @@ def test_contract_refuses_what_would_sample_nonsense():
                             ({"eta": True}, "eta"), ({"sample_shape": [0]}, "sample_shape"),
                             ({"value_range": [1, -1]}, "value_range"), ({"flow_steps": 0, "refine_steps": 0}, "raw prior"),
                             ({"output": "p"}, "output"), ({"surprise": 1}, "unknown keys surprise"),
-                            ({"format_version": 2}, "upgrade"), ({"format": "other"}, "not an fdrl artifact"),
+                            ({"format_version": FORMAT_VERSION + 1}, "upgrade"), ({"format": "other"}, "not an fdrl artifact"),
                             ({"conditional": {"n_classes": 1, "phi": 0.1}}, "conditional")):
         with pytest.raises(ArtifactError, match=message):
             ArtifactMeta.from_dict({**good, **change}, "a.onnx")

@@ -36,7 +36,7 @@ def _flip_weight_bit(src, dst):
 def test_a_flipped_bit_is_caught_in_an_artifact_and_in_a_checkpoint(toy, tmp_path):
     _flip_weight_bit(toy / "toy.onnx", tmp_path / "flip.onnx")
     assert_user_error(run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "flip.onnx"), "-n", "4",
-                              "--out", str(tmp_path / "o")), "corrupt", "export it again")
+                              "--out", str(tmp_path / "o")), "does not match the digest", "damaged")
     assert not (tmp_path / "o").exists()
     ck = torch.load(toy / "run" / "last.pt", weights_only=True)
     first = next(iter(ck["model"]))
@@ -103,3 +103,40 @@ def test_resume_survives_a_half_written_metrics_line_and_a_killed_writers_tempor
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert not list(run.glob(".*tmp-*"))
+
+
+def _ddp_toy(tmp_path):
+    ck = random_checkpoint("mlp", prior=None)
+    d = 2
+    ck["prior"] = {"kind": "ddp", "shape": [d], "clamp": False, "mean": torch.tensor([0.3, -0.2]),
+                   "factor": torch.tensor([[0.5, 0.0], [0.1, 0.4]])}
+    torch.save(ck, tmp_path / "c.pt")
+    export(tmp_path / "c.pt", tmp_path / "a.onnx", ExportOptions(check=False))
+    return tmp_path / "a.onnx"
+
+
+@pytest.mark.parametrize("tool", ["onnxsim", "onnxslim"])
+def test_an_artifact_rewritten_by_a_simplifier_is_refused_until_resealed_then_samples_the_same(tmp_path, tool):
+    mod = pytest.importorskip(tool, reason=f"{tool} is not installed (pip install {tool})")
+    import fdrl_runtime
+    art = _ddp_toy(tmp_path)
+    with fdrl_runtime.load(art) as s:
+        ref = s.sample(64, seed=1)
+    model = onnx.load(str(art))
+    slim = mod.simplify(model)[0] if tool == "onnxsim" else mod.slim(model)
+    onnx.save(slim, str(tmp_path / "s.onnx"))
+    assert_user_error(run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "s.onnx"), "-n", "4",
+                              "--out", str(tmp_path / "o")), "rewritten by a tool", "--reseal")
+    proc = run_cli("fdrl_export.cli", "--reseal", str(tmp_path / "s.onnx"))
+    assert proc.returncode == 0, proc.stderr
+    with fdrl_runtime.load(tmp_path / "s.onnx") as s:  # the DDP prior's arrays survived the rewrite
+        assert s.artifact.prior.kind == "ddp"
+        np.testing.assert_allclose(s.sample(64, seed=1), ref, rtol=0, atol=1e-5)
+
+
+def test_the_onnx_prior_lives_in_metadata_so_no_unused_initializer_is_left(tmp_path):
+    art = _ddp_toy(tmp_path)
+    m = onnx.load(str(art))
+    assert not [i.name for i in m.graph.initializer if i.name.startswith("fdrl")]
+    assert {p.key for p in m.metadata_props} == {"fdrl", "fdrl.prior"}
+    assert json.loads(m.metadata_props[0].value)["format_version"] == 2
