@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.reference_loop import ReferenceTrainStep  # noqa: E402
+from fdrl_bench.reference_loop import ReferenceTrainStep  # noqa: E402
 from fdrl_train.config import validate  # noqa: E402
 from fdrl_train.datasets import Dataset  # noqa: E402
 from fdrl_train.models import build_model  # noqa: E402

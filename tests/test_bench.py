@@ -6,7 +6,7 @@ from conftest import assert_user_error, run_cli
 
 
 def test_bench_rows_ratios_and_json(tmp_path):
-    p = run_cli("benchmarks.bench", "--model", "mlp", "--backends", "eager,graph,onnxruntime,torch", "--batch", "64,128",
+    p = run_cli("fdrl_bench.cli", "--model", "mlp", "--backends", "eager,graph,onnxruntime,torch", "--batch", "64,128",
                 "--steps", "3", "--repeats", "2", "--json", str(tmp_path / "b.json"))
     assert p.returncode == 0, p.stderr
     rows = [l for l in p.stdout.splitlines() if l.startswith("| ") and "batch" not in l and "---" not in l]
@@ -28,4 +28,4 @@ def test_bench_rows_ratios_and_json(tmp_path):
     ([], "ARTIFACT"),
 ])
 def test_bad_input(args, fragment):
-    assert_user_error(run_cli("benchmarks.bench", *args), fragment)
+    assert_user_error(run_cli("fdrl_bench.cli", *args), fragment)

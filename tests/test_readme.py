@@ -14,7 +14,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_every_command_in_the_readme_answers_help():
-    for module in ("fdrl_train.cli", "fdrl_export.cli", "fdrl_runtime.cli", "benchmarks.bench"):
+    for module in ("fdrl_train.cli", "fdrl_export.cli", "fdrl_runtime.cli", "fdrl_bench.cli"):
         p = run_cli(module, "--help")
         assert p.returncode == 0 and "Usage" in p.stdout, (module, p.stderr)
 
