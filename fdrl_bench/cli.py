@@ -20,6 +20,7 @@ import click
 import numpy as np
 
 from fdrl_core.atomic import atomic_write_text
+from fdrl_core.cli import command
 from fdrl_core.errors import FdrlError, cli_errors
 from fdrl_core.launch import available_cores
 
@@ -190,7 +191,7 @@ def random_checkpoint(model: str, seed: int = 0) -> dict:
                            source={"kind": "random"})
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("fdrl-bench")
 @click.argument("target", required=False)
 @click.option("--model", "model", help="Bench random weights of this architecture (mlp, resnet28, resnet32, ...).")
 @click.option("--backends", default="eager,graph,compile,onnxruntime,torch", show_default=True,

@@ -16,6 +16,7 @@ import click
 import numpy as np
 
 from fdrl_core.atomic import atomic_write_text
+from fdrl_core.cli import command
 from fdrl_core.errors import cli_errors
 
 from .samples import EvalError, load_samples
@@ -81,7 +82,7 @@ def fid_report(x: np.ndarray, stats_path: str) -> dict:
     return {"reference": stats_path, "n": len(x), "fid": frechet_distance(*feature_stats(feats), mu_r, sigma_r)}
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("fdrl-eval")
 @click.argument("samples")
 @click.option("--against", "against", required=True, help="mnist, a toy dataset name, or a stats .npz (mu, sigma).")
 @click.option("--width", type=float, default=0.1, show_default=True, help="RBF kernel width for toy MMD.")

@@ -1,2 +1,2 @@
 """fdrl_export: the estimator and its exact input gradient as ONNX, TensorRT or torch.export."""
-__version__ = "0.1.0"
+from fdrl_core import __version__  # noqa: F401  (one version for every package)

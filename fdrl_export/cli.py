@@ -8,6 +8,7 @@ import logging
 
 import click
 
+from fdrl_core.cli import command
 from fdrl_core.errors import UsageError, cli_errors
 from fdrl_runtime.artifact import artifact_kind, load_artifact, reseal_onnx
 
@@ -21,7 +22,7 @@ def print_info(path: str) -> None:
     click.echo(json.dumps(shown, indent=2, sort_keys=True))
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("fdrl-export")
 @click.argument("ckpt", required=False)
 @click.argument("out", required=False)
 @click.option("--info", "info", metavar="ARTIFACT", help="Print an artifact's metadata and exit.")
@@ -35,7 +36,8 @@ def print_info(path: str) -> None:
 @click.option("--trust-pickle", is_flag=True, help="Allow unpickling a reference _ddp.pt prior file.")
 @click.option("--refine-steps", type=int, help="Default kappa stored in the artifact (default: the config's).")
 @click.option("--batch", default="1:64:256", show_default=True, help="TensorRT batch profile MIN:OPT:MAX.")
-@click.option("--precision", default="fp32", show_default=True, help="TensorRT engine precision: fp32, fp16, bf16.")
+@click.option("--precision", type=click.Choice(("fp32", "fp16", "bf16")), default="fp32", show_default=True,
+              help="TensorRT engine precision.")
 @click.option("--workspace", "workspace_mb", type=int, default=4096, show_default=True, help="TensorRT workspace (MiB).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file (read and updated).")
 @click.option("--classifier", type=click.Path(dir_okay=False), help="Compose with this classifier: a class-conditional flow.")

@@ -6,7 +6,7 @@
 
 (api.py; fdrl-infer is a shell over it.)
 """
-__version__ = "0.1.0"
+from fdrl_core import __version__  # noqa: E402, F401  (one version for every package)
 
 from .api import NonFiniteSamples, Sampler, load  # noqa: E402
 

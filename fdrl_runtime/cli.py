@@ -8,12 +8,14 @@ from pathlib import Path
 import click
 import numpy as np
 
+from fdrl_core.cli import command
 from fdrl_core.errors import UsageError, cli_errors
 from fdrl_core.launch import available_cores
 from fdrl_core.pictures import picture_of, save_png
 
 from .api import Sampler, default_batch, read_init, resolve_classes
 from .artifact import load_artifact, sha256_file
+from .backends import NAMES as BACKENDS
 from .backends import resolve_backend
 from .generate import Plan, generate, shard_from_env
 from .outputs import FORMATS, RunFolder
@@ -56,17 +58,19 @@ def parse_classes(one: int | None, many: str | None, artifact) -> list[int] | No
     return resolve_classes(artifact, classes)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("fdrl-infer")
 @click.option("--engine", "engine", required=True, metavar="ARTIFACT", help=".onnx, .plan/.engine or .pt2 from fdrl-export.")
 @click.option("-n", "n", type=int, help="Number of samples (default: 1000, or all of --init).")
 @click.option("--out", "out", default="samples", show_default=True, help="Output folder.")
 @click.option("--batch", type=int, help="Samples per batch (default: 1024 for points, 64 for images; 256 on a GPU).")
 @click.option("--steps", type=int, help="Flow steps (default: K + kappa from the artifact).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--backend", default="auto", show_default=True, help="auto, onnxruntime, tensorrt or torch.")
+@click.option("--backend", type=click.Choice(("auto",) + BACKENDS), default="auto", show_default=True,
+              help="auto: the one for the artifact's type.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
-@click.option("--precision", default="fp32", show_default=True, help="fp32, or fp16/bf16 where the backend has it.")
-@click.option("--format", "fmt", type=str, help="png, npz or both (default: png for images, npz for points).")
+@click.option("--precision", type=click.Choice(("fp32", "bf16", "fp16")), default="fp32", show_default=True,
+              help="bf16/fp16 where the backend has them (a GPU).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Default: png for images, npz for points.")
 @click.option("--grid", "grid", type=click.Path(dir_okay=False), help="Also write a picture: a grid of the first 64 images, or a scatter of all the points.")
 @click.option("--shard", "shard", help="I/N: this process makes shard I of N (default: from torchrun/SLURM).")
 @click.option("--shard-size", type=int, default=DEFAULT_SHARD, show_default=True, help="Samples per output shard.")

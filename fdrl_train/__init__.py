@@ -1,2 +1,2 @@
 """fdrl_train: FDRL training in PyTorch (models, losses, priors, flow, datasets, loop)."""
-__version__ = "0.1.0"
+from fdrl_core import __version__  # noqa: F401  (one version for every package)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from fdrl_core.cli import command
 from fdrl_core.errors import UsageError, cli_errors
 
 from .checkpoint import load_checkpoint
@@ -13,7 +14,7 @@ from .config import dump_config, load_config, parse_override
 from .train import Trainer
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("fdrl-train")
 @click.option("--config", "config", metavar="FILE|NAME", help="YAML config, or a bundled one: swissroll, mnist, ...")
 @click.option("--out", "out", type=click.Path(file_okay=False), help="Run folder (checkpoints, metrics, samples).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")

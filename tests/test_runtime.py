@@ -140,7 +140,9 @@ def test_memory_does_not_grow_with_n(artifacts, tmp_path):
     (["-n", "5", "--format", "gif"], "--format"),
     (["-n", "5", "--device", "cuda"], "cuda"),
     (["-n", "5", "--backend", "tensorrt"], "tensorrt"),
-    (["-n", "5", "--backend", "tpu"], "unknown backend"),
+    (["-n", "5", "--backend", "tpu"], "'tpu' is not one of"),
+    (["-n", "abc"], "'abc' is not a valid integer"),
+    (["-n", "5", "--precision", "int4"], "--precision"),
 ])
 def test_bad_options(artifacts, tmp_path, args, fragment):
     assert_user_error(infer(artifacts["toy.onnx"], tmp_path / "o", *args), fragment)
