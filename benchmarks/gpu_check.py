@@ -135,6 +135,8 @@ def main():
     ap.add_argument("--train-steps", type=int, default=8)
     args = ap.parse_args()
     t_start = time.perf_counter()
+    from fdrl_export.to_onnx import quiet_exporter_logs
+    quiet_exporter_logs()  # process-wide: set at this script's entry
     device = "cuda" if torch.cuda.is_available() else "cpu"
     found = probe(device)
     if device == "cuda":  # fp32 means fp32 (the accuracy reference); bf16/fp16 rows say so

@@ -210,6 +210,8 @@ def main(target, model, backends, batches, precisions, device, steps, repeats, t
          train_config, overrides):
     """Benchmark an artifact (ARTIFACT), a checkpoint (CKPT) or random weights (--model)."""
     with cli_errors("fdrl-bench"):
+        from fdrl_export.to_onnx import quiet_exporter_logs
+        quiet_exporter_logs()  # process-wide, so here at the entry
         if train_config:
             return bench_training(train_config, overrides, repeats)
         run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path)

@@ -4,7 +4,8 @@ Each write goes to a hidden temporary name in the same folder (unique per proces
 call, so two runs into one folder never collide), is flushed to disk, then renamed over
 the target; on any failure the temporary file is removed. A process killed with -9
 cannot clean up, so the temporaries carry a recognisable name that `remove_stale_temps`
-clears (for files whose writer is gone).
+clears (for files whose writer is gone). `folder_lock` keeps a second writer out of a
+folder while the first is alive.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import re
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import FdrlError
 
 TEMP_MARK = ".tmp-"
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}(?P<suffix>\.[A-Za-z0-9]+)?$")
@@ -75,3 +78,43 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+LOCK_NAME = ".fdrl.lock"
+
+
+class FolderInUse(FdrlError, RuntimeError):
+    """Another live process is writing into the folder."""
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, command: str, name: str = LOCK_NAME):
+    """One writer per folder: a lock file holding the writer's PID. A lock whose process is
+    gone (killed -9) is taken over; a live one is refused in one line."""
+    path = Path(folder) / name
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or "0")
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise FolderInUse(f"{folder} is being written by another {command} (process {pid}); wait for it, "
+                                  f"or use another folder") from None
+            path.unlink(missing_ok=True)  # its writer is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    else:
+        raise FolderInUse(f"{folder}: could not take its lock {path}; remove it if no {command} is running")
+    try:
+        yield
+    finally:
+        try:
+            if path.read_text().strip() == str(os.getpid()):
+                path.unlink()
+        except OSError:
+            pass

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 
 import click
 
@@ -13,6 +12,7 @@ from fdrl_core.errors import UsageError, cli_errors
 from fdrl_runtime.artifact import artifact_kind, load_artifact, reseal_onnx
 
 from .export import ExportOptions, export
+from .to_onnx import quiet_exporter_logs
 
 
 def print_info(path: str) -> None:
@@ -67,7 +67,7 @@ def main(ckpt, out, info, reseal, weights, no_check, prior, trust_pickle, refine
                              workspace_mb=workspace_mb, timing_cache=timing_cache, classifier=classifier, phi=phi)
         # Process-wide, so set here at the entry: torch.onnx logs and prints progress to
         # stdout; fdrl-export's own messages go to stderr.
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        quiet_exporter_logs()
         with contextlib.redirect_stdout(io.StringIO()):
             result = export(ckpt, out, opts, log=lambda m: click.echo(m, err=True))
     check = result.describe() if result is not None else "not checked (--no-check)"

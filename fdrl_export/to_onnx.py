@@ -1,6 +1,7 @@
 """Modules -> ONNX (dynamic batch), through torch.onnx's dynamo exporter."""
 from __future__ import annotations
 
+import logging
 import warnings
 
 import torch
@@ -8,6 +9,13 @@ import torch
 from .graph import DriftModule, ExportError, FlowStepModule
 
 OPSET = 18
+
+
+def quiet_exporter_logs() -> None:
+    """torch.onnx logs a warning per missing optional package when its registry first
+    loads; that is process-wide logging state, so each command that exports calls this at
+    its entry (fdrl-export, fdrl-bench, the GPU check), and library code never does."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 
 def to_onnx(module: torch.nn.Module, inputs: tuple, input_names: list[str], output_names: list[str],

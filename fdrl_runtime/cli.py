@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import click
 import numpy as np
 
+from fdrl_core.atomic import LOCK_NAME, folder_lock
 from fdrl_core.cli import command
 from fdrl_core.errors import UsageError, cli_errors
 from fdrl_core.launch import available_cores
@@ -123,6 +125,26 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
     if name == "torch" and threads:  # process-wide: set at the entry, not inside the backend
         import torch
         torch.set_num_threads(threads)
+    created = not out_path.exists()
+    out_path.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(out_path, "fdrl-infer", f"{LOCK_NAME}-{shard_index}of{shard_count}"):
+            summary, result, be, owned = _generate_into(
+                out_path, artifact, name, device, precision, threads, trust_pickle, fmt, overwrite, engine, seed,
+                steps, class_list, init, init_x, n, shard_size, shard_index, shard_count, quiet, batch, grid)
+    except BaseException:
+        # A run that failed before finishing a shard leaves no empty folders behind.
+        if created and not any(p.is_file() for p in out_path.rglob("*")):
+            shutil.rmtree(out_path, ignore_errors=True)
+        raise
+    if not quiet:
+        rate = summary["samples_per_second"]
+        click.echo(f"fdrl-infer: {owned} samples in {out} ({result['made']} new, {result['shards_skipped']} shards kept)"
+                   + (f", {rate:.1f} samples/s on {be.name}" if rate else ""), err=True)
+
+
+def _generate_into(out_path, artifact, name, device, precision, threads, trust_pickle, fmt, overwrite, engine, seed,
+                   steps, class_list, init, init_x, n, shard_size, shard_index, shard_count, quiet, batch, grid):
     with Sampler(artifact, name, device=device, precision=precision, threads=threads,
                  trust_pickle=trust_pickle) as sampler:
         be = sampler.backend
@@ -137,9 +159,9 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
                                                          "sha256": _init_digest(init_x)}}, n, shard_size)
         plan = Plan(n, shard_size, shard_index, shard_count)
         from tqdm import tqdm
-        owned = sum(len(ids) for _, ids in plan.shards())
+        owned = plan.owned()
         bar = tqdm(total=owned, disable=quiet, unit="sample", dynamic_ncols=True)
-        bar.update(sum(len(ids) for s, ids in plan.shards() if folder.is_done(s)))
+        bar.update(sum(plan.size(s) for s in plan.shard_numbers() if folder.is_done(s)))
 
         def progress(k, rate):
             bar.update(k)
@@ -161,10 +183,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
         folder.write_summary("summary.json" if shard_count == 1 else f"summary_{shard_index}of{shard_count}.json", summary)
         if grid and result["first"] is not None:
             save_png(picture_of(result["first"], artifact.value_range or (-1.0, 1.0)), grid)
-    if not quiet:
-        rate = summary["samples_per_second"]
-        click.echo(f"fdrl-infer: {owned} samples in {out} ({result['made']} new, {result['shards_skipped']} shards kept)"
-                   + (f", {rate:.1f} samples/s on {be.name}" if rate else ""), err=True)
+    return summary, result, be, owned
 
 
 def _init_digest(x: np.ndarray) -> str:

@@ -19,11 +19,20 @@ class Plan:
     shard_index: int = 0
     shard_count: int = 1
 
-    def shards(self) -> list[tuple[int, np.ndarray]]:
-        """(shard number, global ids) owned by this process: shard s goes to process s mod N."""
-        total = -(-self.n // self.shard_size)
-        return [(s, np.arange(s * self.shard_size, min(self.n, (s + 1) * self.shard_size), dtype=np.int64))
-                for s in range(total) if s % self.shard_count == self.shard_index]
+    def shard_numbers(self) -> range:
+        """The shards this process owns: shard s goes to process s mod N (a range: -n 10^9
+        costs nothing until a shard is made)."""
+        return range(self.shard_index, -(-self.n // self.shard_size), self.shard_count)
+
+    def ids(self, shard: int) -> np.ndarray:
+        """The global sample ids of one shard, made when that shard is."""
+        return np.arange(shard * self.shard_size, min(self.n, (shard + 1) * self.shard_size), dtype=np.int64)
+
+    def size(self, shard: int) -> int:
+        return max(0, min(self.n, (shard + 1) * self.shard_size) - shard * self.shard_size)
+
+    def owned(self) -> int:
+        return sum(self.size(s) for s in self.shard_numbers())
 
 
 def shard_from_env() -> tuple[int, int]:
@@ -37,11 +46,11 @@ def generate(sampler: Sampler, plan: Plan, folder: RunFolder, batch: int, steps:
              classes: list[int] | None = None) -> dict:
     """Run every shard of `plan` not yet done; returns timing and the first samples made.
     A shard is written whole or not at all (a non-finite batch stops the run before it)."""
-    todo = [(s, ids) for s, ids in plan.shards() if not folder.is_done(s)]
-    skipped = len(plan.shards()) - len(todo)
+    todo = [s for s in plan.shard_numbers() if not folder.is_done(s)]
+    skipped = len(plan.shard_numbers()) - len(todo)
     made, seconds, first = 0, 0.0, []
-    for shard, ids in todo:
-        parts = []
+    for shard in todo:
+        ids, parts = plan.ids(shard), []
         t0 = time.perf_counter()
         for chunk, x in sampler.iter_batches(ids=ids, seed=seed, batch=batch, steps=steps, classes=classes, init=init):
             seconds += time.perf_counter() - t0

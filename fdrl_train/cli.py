@@ -1,17 +1,20 @@
 """`fdrl-train`: train an FDRL model from a YAML config, or resume a run."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import click
 
+from fdrl_core.atomic import LOCK_NAME, folder_lock
 from fdrl_core.cli import command
 from fdrl_core.errors import UsageError, cli_errors
+from fdrl_core.launch import LAUNCHERS, launch_place
 
 from .checkpoint import load_checkpoint
 from .config import dump_config, load_config, parse_override
-from .train import Trainer
+from .train import FLOW_KEYS, Trainer
 
 
 @command("fdrl-train")
@@ -28,7 +31,8 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
 
     Overrides go after --set, as many as needed: --set steps=500 lr=1e-4."""
     overrides = tuple(overrides) + tuple(more_overrides)
-    with cli_errors("fdrl-train", "interrupted; the last checkpoint is intact: --resume continues"):
+    with cli_errors("fdrl-train", "interrupted; the last checkpoint is intact: --resume continues"), \
+            contextlib.ExitStack() as held:
         if resume:
             if config:
                 raise UsageError("give --config or --resume, not both (a resumed run keeps its config; change keys with --set)")
@@ -41,8 +45,13 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
             if dry_run:
                 click.echo(dump_config(cfg))
                 return
+            _lock(held, Path(out))
             set_process_state(cfg)
             trainer = Trainer.resume(ckpt, out, changes, quiet=quiet)
+            for key, why in FLOW_KEYS.items():
+                if key in changes and changes[key] != ckpt["config"][key]:
+                    click.echo(f"fdrl-train: note: {key} {ckpt['config'][key]!r} -> {changes[key]!r} from step "
+                               f"{ckpt['step']} on; {why}", err=True)
         else:
             if not config:
                 raise UsageError("give --config FILE (or a bundled name such as swissroll), or --resume DIR")
@@ -53,11 +62,14 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
             if not out:
                 raise UsageError("give --out DIR for the run's checkpoints, metrics and samples")
             out_path = Path(out)
-            if (out_path / "last.pt").exists():
-                if not overwrite:
-                    raise UsageError(f"{out} already holds a run (last.pt): --resume {out} continues it, --overwrite starts over")
-                shutil.rmtree(out_path)
+            if (out_path / "last.pt").exists() and not overwrite:
+                raise UsageError(f"{out} already holds a run (last.pt): --resume {out} continues it, --overwrite starts over")
             _check_writable(out_path)
+            _lock(held, out_path)
+            if (out_path / "last.pt").exists():  # --overwrite: all of the old run goes, the lock stays
+                for p in out_path.iterdir():
+                    if p.name != LOCK_NAME:
+                        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
             set_process_state(cfg)
             trainer = Trainer(cfg, out, quiet=quiet)
         if not quiet:
@@ -68,6 +80,13 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
     if last and not quiet:
         click.echo(f"fdrl-train: done at step {last['step']}, loss {last['loss']:.5g}; checkpoint {Path(out) / 'last.pt'}",
                    err=True)
+
+
+def _lock(held: contextlib.ExitStack, out: Path) -> None:
+    """One fdrl-train per run folder (rank 0 holds it for a torchrun job)."""
+    if launch_place(launchers=LAUNCHERS[:1]).rank == 0:
+        _check_writable(out)
+        held.enter_context(folder_lock(out, "fdrl-train"))
 
 
 def set_process_state(cfg: dict) -> None:

@@ -33,6 +33,10 @@ from .priors import (
 )
 
 # Keys that fix what a run is; a resumed run may change the others (steps, logging...).
+# Changing these on resume is allowed but changes what the estimator has been learning.
+FLOW_KEYS = {"flow_steps": "K: the estimator has been trained against flows of the old length",
+             "eta": "the step size the estimator's flows were trained with",
+             "noise": "the noise of the flows the estimator was trained against"}
 ARCHITECTURE_KEYS = ("dataset", "model", "hidden_dim", "n_hidden_layers", "spectral_norm", "self_attn",
                      "loss", "divergence", "prior", "prior_std", "source")
 
@@ -202,6 +206,9 @@ class Trainer:
             if k in ARCHITECTURE_KEYS and v != cfg[k]:
                 raise TrainingError(f"cannot change '{k}' when resuming ({cfg[k]!r} -> {v!r}); start a new run")
             cfg[k] = v
+        if cfg["steps"] < int(ckpt["step"]):
+            raise TrainingError(f"steps={cfg['steps']} but the run is at step {ckpt['step']}: give more steps to "
+                                "go on (or start a new run with --out elsewhere)")
         prior = prior_from_state(ckpt["prior"]) if PriorSpec.from_state(ckpt["prior"]).drawable else None
         t = cls(cfg, out_dir, prior=prior, quiet=quiet)
         t.model.load_state_dict(ckpt["model"])
