@@ -31,6 +31,8 @@ def temporary_name(path: str | os.PathLike) -> Path:
 def atomic_path(path: str | os.PathLike, fsync: bool = True):
     """Yield a temporary path to write; on success it is renamed over `path`."""
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FdrlError(f"cannot write {path}: folder {path.parent} does not exist")
     tmp = temporary_name(path)
     try:
         yield tmp

@@ -85,7 +85,8 @@ def fid_report(x: np.ndarray, stats_path: str) -> dict:
 @command("fdrl-eval")
 @click.argument("samples")
 @click.option("--against", "against", required=True, help="mnist, a toy dataset name, or a stats .npz (mu, sigma).")
-@click.option("--width", type=float, default=0.1, show_default=True, help="RBF kernel width for toy MMD.")
+@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+              help="RBF kernel width for toy MMD (> 0).")
 @click.option("--inception-weights", help="Path to pt_inception-2015-12-05-6726825d.pth (FID).")
 @click.option("--save-stats", type=click.Path(dir_okay=False), help="Write the samples' Inception mu/sigma here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")

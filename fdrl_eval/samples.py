@@ -36,6 +36,8 @@ def load_samples(path: str | Path) -> np.ndarray:
         x = read_array_file(p)
     else:
         raise EvalError(f"{p} does not exist or is not a run folder, an .npz/.npy or an image folder")
+    if x.ndim == 0 or len(x) == 0:
+        raise EvalError(f"{p} holds no samples")
     if x.dtype == np.uint8:
         if x.ndim != 4:
             raise EvalError(f"{p}: uint8 data must be images [N, H, W, C]")

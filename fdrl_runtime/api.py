@@ -14,6 +14,7 @@ over this module (cli.py adds run folders, shards and pictures).
 from __future__ import annotations
 
 import os
+import re
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -91,6 +92,8 @@ def read_init(init, artifact: Artifact, what: str = "init") -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.number) or arr.ndim < 1:
         raise UsageError(f"{where}: holds {arr.dtype} data, not samples")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if len(arr) == 0:
+        raise UsageError(f"{where}: holds no samples")
     if tuple(arr.shape[1:]) != shape:
         raise UsageError(f"{where}: samples have shape {tuple(arr.shape[1:])}, the model takes {shape}")
     bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
@@ -104,6 +107,8 @@ class Sampler:
 
     def __init__(self, artifact: Artifact, backend: str | None = None, device: str = "cpu",
                  precision: str = "fp32", threads: int = 0, trust_pickle: bool = False):
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+            raise UsageError(f"--device {device}: use cpu, cuda or cuda:N")
         self.artifact = artifact
         self.device, self.precision = device, precision
         name = resolve_backend(backend or "auto", artifact.kind)

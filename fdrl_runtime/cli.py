@@ -122,6 +122,10 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
         raise UsageError(f"--format {fmt}: points are written as npz")
     out_path = Path(out)
     _check_writable(out_path)
+    if grid is not None:  # checked now, not after every sample was made
+        if Path(grid).suffix.lower() != ".png":
+            raise UsageError(f"--grid {grid}: the picture is a PNG; give a .png path")
+        _check_writable(Path(grid).parent, "--grid")
     if name == "torch" and threads:  # process-wide: set at the entry, not inside the backend
         import torch
         torch.set_num_threads(threads)
@@ -191,12 +195,12 @@ def _init_digest(x: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
 
 
-def _check_writable(path: Path) -> None:
+def _check_writable(path: Path, flag: str = "--out") -> None:
     probe_dir = path
     while not probe_dir.exists():
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK):
-        raise UsageError(f"cannot write to --out {path}: {probe_dir} is not a writable folder")
+        raise UsageError(f"cannot write to {flag} {path}: {probe_dir} is not a writable folder")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,6 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
             out_path = Path(out)
             if (out_path / "last.pt").exists() and not overwrite:
                 raise UsageError(f"{out} already holds a run (last.pt): --resume {out} continues it, --overwrite starts over")
-            _check_writable(out_path)
             _lock(held, out_path)
             if (out_path / "last.pt").exists():  # --overwrite: all of the old run goes, the lock stays
                 for p in out_path.iterdir():
@@ -85,8 +84,16 @@ def main(config, out, overrides, resume, overwrite, dry_run, quiet, more_overrid
 def _lock(held: contextlib.ExitStack, out: Path) -> None:
     """One fdrl-train per run folder (rank 0 holds it for a torchrun job)."""
     if launch_place(launchers=LAUNCHERS[:1]).rank == 0:
+        created = not out.exists()
         _check_writable(out)
         held.enter_context(folder_lock(out, "fdrl-train"))
+
+        def remove_if_empty(exc_type, exc, tb):
+            """A run that failed before its first checkpoint leaves no folder behind it."""
+            if exc_type is not None and created and not (out / "last.pt").exists():
+                shutil.rmtree(out, ignore_errors=True)
+            return False
+        held.push(remove_if_empty)
 
 
 def set_process_state(cfg: dict) -> None:

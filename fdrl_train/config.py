@@ -7,6 +7,7 @@ defaults and validates; every problem is a `ConfigError` naming the key.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -108,6 +109,8 @@ def _coerce(key: str, value: Any) -> Any:
         names = "/".join("null" if k is type(None) else k.__name__ for k in kinds)
         raise ConfigError(f"config key '{key}': expected {names}, got {value!r}"
                           + (f" ({spec.allowed})" if spec.allowed else ""))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}': {value!r} is not a finite number")
     if spec.check is not None and value is not None and not spec.check(value):
         raise ConfigError(f"config key '{key}': {value!r} is not allowed; use {spec.allowed}")
     return value

@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from fdrl_core.errors import one_line
+
 from .base import Backend, BackendError
 
 
@@ -15,6 +17,20 @@ def _import_ort():
     except ImportError:
         raise BackendError("the onnxruntime backend needs onnxruntime: pip install 'fdrl[onnx]'") from None
     return onnxruntime
+
+
+def check_graph_io(session, artifact) -> None:
+    """The graph's inputs and outputs are what the metadata says (x of sample_shape; drift)."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if "x" not in inputs or "drift" not in outputs:
+        raise BackendError(f"{artifact.path}: the graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}, "
+                           "not x -> drift: not an fdrl step graph; export it again")
+    dims = list(inputs["x"].shape)[1:]
+    want = list(artifact.sample_shape)
+    if len(dims) != len(want) or any(isinstance(g, int) and g != w for g, w in zip(dims, want)):
+        raise BackendError(f"{artifact.path}: the graph does not take samples of shape {tuple(want)} as its "
+                           f"metadata says (its x is [batch, {', '.join(map(str, dims))}]); export it again")
 
 
 class OnnxRuntimeBackend(Backend):
@@ -34,7 +50,12 @@ class OnnxRuntimeBackend(Backend):
                                    "use --device cpu or the torch backend")
             raise BackendError("the onnxruntime CUDA path is not built yet; use --backend torch on a GPU")
         self.workers = threads or min(2, os.cpu_count() or 1)
-        self.sessions = [self._session(ort, 1) for _ in range(self.workers)]
+        try:
+            self.sessions = [self._session(ort, 1) for _ in range(self.workers)]
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph kinds for a graph it cannot load
+            raise BackendError(f"{artifact.path}: ONNX Runtime cannot load the graph ({one_line(e, 120)}); "
+                               "export it again") from None
+        check_graph_io(self.sessions[0], artifact)
         self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
 
     def _session(self, ort, threads: int):
