@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fdrl_core.atomic import atomic_path, atomic_write_bytes
+from fdrl_core.atomic import atomic_path, atomic_write_bytes, remove_stale_temps
 from fdrl_core.prior import PriorSpec
 from fdrl_runtime.artifact import (
     artifact_kind,
@@ -151,6 +151,7 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
     kind = artifact_kind(out)
     if not out.parent.exists() or not os.access(out.parent, os.W_OK):
         raise ExportError(f"cannot write {out}: folder {out.parent} does not exist or is not writable")
+    remove_stale_temps(out.parent)  # an earlier export killed mid-write
     if kind == "tensorrt":  # fail before the slow part
         from .to_tensorrt import engine_settings, require_tensorrt
         settings = engine_settings(opts.batch, opts.precision, opts.workspace_mb, opts.timing_cache)

@@ -140,3 +140,56 @@ def test_the_onnx_prior_lives_in_metadata_so_no_unused_initializer_is_left(tmp_p
     assert not [i.name for i in m.graph.initializer if i.name.startswith("fdrl")]
     assert {p.key for p in m.metadata_props} == {"fdrl", "fdrl.prior"}
     assert json.loads(m.metadata_props[0].value)["format_version"] == 2
+
+
+def _kill_at_random_points(cmd, times, cwd):
+    """Start `cmd`, SIGKILL it after each of `times` seconds (a fresh start each time)."""
+    import signal
+    import subprocess
+    import time
+    for t in times:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(t)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_infer_killed_five_times_then_rerun_equals_one_uninterrupted_run(tmp_path):
+    import random
+    import sys
+
+    from conftest import ROOT
+
+    from fdrl_core.samples import read_run_folder
+    art = str(ROOT / "tests" / "fixtures" / "artifact_v1" / "toy_ddp.onnx")
+    args = ["--engine", art, "-n", "6000", "--shard-size", "250", "--batch", "250", "--steps", "400", "--quiet"]
+    ref = run_cli("fdrl_runtime.cli", *args, "--out", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    cut = tmp_path / "cut"
+    rng = random.Random(7)
+    _kill_at_random_points([sys.executable, "-m", "fdrl_runtime.cli", *args, "--out", str(cut)],
+                           [rng.uniform(1.0, 3.0) for _ in range(5)], ROOT)
+    again = run_cli("fdrl_runtime.cli", *args, "--out", str(cut))
+    assert again.returncode == 0, again.stderr
+    (ia, xa), (ib, xb) = read_run_folder(tmp_path / "ref"), read_run_folder(cut)
+    assert np.array_equal(ia, ib) and np.array_equal(xa, xb)
+    left = [p.name for p in cut.rglob("*") if ".tmp-" in p.name or p.name.startswith(".fdrl.lock")]
+    assert not left, left
+
+
+@pytest.mark.slow
+def test_export_killed_five_times_leaves_no_debris_after_the_next_export(tmp_path):
+    import random
+    import sys
+
+    from conftest import ROOT
+    torch.save(random_checkpoint("resnet8"), tmp_path / "c.pt")
+    rng = random.Random(3)
+    out = tmp_path / "out" / "m.onnx"
+    out.parent.mkdir()
+    _kill_at_random_points([sys.executable, "-m", "fdrl_export.cli", str(tmp_path / "c.pt"), str(out)],
+                           [rng.uniform(2.0, 8.0) for _ in range(5)], ROOT)
+    proc = run_cli("fdrl_export.cli", str(tmp_path / "c.pt"), str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"]
