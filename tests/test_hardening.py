@@ -193,3 +193,38 @@ def test_export_killed_five_times_leaves_no_debris_after_the_next_export(tmp_pat
     proc = run_cli("fdrl_export.cli", str(tmp_path / "c.pt"), str(out))
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"]
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 1 MiB tmpfs (needs the right to mount; skipped with the reason where there is none)."""
+    import subprocess
+    where = tmp_path / "small"
+    where.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip() or 'mount failed'}): no full-disk test")
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, fmt", [("toy_ddp", "npz"), ("digits", "png")])
+def test_a_full_disk_is_one_line_and_leaves_only_whole_files(small_fs, name, fmt):
+    from conftest import ROOT
+
+    from fdrl_core.samples import read_run_folder
+    art = str(ROOT / "tests" / "fixtures" / "artifact_v1" / f"{name}.onnx")
+    out = small_fs / "o"
+    proc = run_cli("fdrl_runtime.cli", "--engine", art, "-n", "400000", "--shard-size", "2000", "--steps", "1",
+                   "--format", fmt, "--out", str(out), "--quiet")
+    assert_user_error(proc, "No space left on device")
+    assert not [p.name for p in small_fs.rglob("*") if ".tmp-" in p.name or p.name.startswith(".fdrl.lock")]
+    if fmt == "npz":
+        ids, x = read_run_folder(out)  # every shard left is whole
+        assert len(ids) % 2000 == 0 and len(ids) > 0 and np.isfinite(x).all()
+    else:
+        for png in (out / "png").iterdir():  # every picture left is whole
+            from PIL import Image
+            with Image.open(png) as img:
+                img.load()
