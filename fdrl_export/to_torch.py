@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from fdrl_runtime.artifact import pt2_extra_files
+from fdrl_runtime.artifact import pt2_extra_files, seal_pt2
 
 from .graph import DriftModule
 
@@ -19,3 +19,4 @@ def export_program(module: DriftModule, sample_shape):
 
 def save_program(program, path, meta: dict, prior_arrays: dict) -> None:
     torch.export.save(program, str(path), extra_files=pt2_extra_files(meta, prior_arrays))
+    seal_pt2(path)

@@ -167,7 +167,7 @@ def load_artifact(path: str | os.PathLike, with_payload: bool = True, verify: bo
         return _load_onnx(path, with_payload, verify)
     if kind == "tensorrt":
         return _load_engine(path)
-    return _load_pt2(path)
+    return _load_pt2(path, verify)
 
 
 def _load_onnx(path: Path, with_payload: bool, verify: bool = True) -> Artifact:
@@ -265,7 +265,31 @@ def pt2_pickled_members(path: str | Path) -> list[str]:
     return bad
 
 
-def _load_pt2(path: Path) -> Artifact:
+PT2_DIGEST = "fdrl_digest.txt"  # format 2: SHA-256 of every other member of the archive
+
+
+def pt2_digest(z) -> str:
+    """SHA-256 over the names and bytes of a .pt2 archive's members (the digest's own left out)."""
+    h = hashlib.sha256()
+    for name in sorted(z.namelist()):
+        if name.split("/")[-1] != PT2_DIGEST and not name.endswith("/"):
+            h.update(f"{name};".encode())
+            h.update(z.read(name))
+    return h.hexdigest()
+
+
+def seal_pt2(path: str | os.PathLike) -> None:
+    """Add the digest member to a .pt2 that torch.export.save has just written (in place:
+    call on the temporary file, before it is renamed into place)."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        digest = pt2_digest(z)
+        root = z.namelist()[0].split("/")[0]
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr(f"{root}/extra/{PT2_DIGEST}", digest)
+
+
+def _load_pt2(path: Path, verify: bool = True) -> Artifact:
     import zipfile
     try:
         with zipfile.ZipFile(path) as z:
@@ -275,6 +299,9 @@ def _load_pt2(path: Path) -> Artifact:
             meta = json.loads(z.read(names["fdrl_meta.json"]))
             prior = _read_npz(bytes.fromhex(z.read(names["fdrl_prior.npz.hex"]).decode()), str(path)) \
                 if "fdrl_prior.npz.hex" in names else {}
+            if verify and PT2_DIGEST in names and z.read(names[PT2_DIGEST]).decode() != pt2_digest(z):
+                raise ArtifactError(f"artifact {path} does not match the digest written with it (damaged on a disk "
+                                    "or in a copy, or edited): export it again")
     except zipfile.BadZipFile:
         raise ArtifactError(f"artifact {path} is not a readable .pt2 archive (truncated or corrupt)") from None
     except (ValueError, UnicodeDecodeError):

@@ -228,3 +228,21 @@ def test_a_full_disk_is_one_line_and_leaves_only_whole_files(small_fs, name, fmt
             from PIL import Image
             with Image.open(png) as img:
                 img.load()
+
+
+def test_a_flipped_bit_in_a_pt2_is_caught(toy, tmp_path):
+    import struct
+    import zipfile
+    export(toy / "run" / "last.pt", tmp_path / "m.pt2", ExportOptions(check=False))
+    data = bytearray((tmp_path / "m.pt2").read_bytes())
+    with zipfile.ZipFile(tmp_path / "m.pt2") as z:
+        assert any(n.endswith("/extra/fdrl_digest.txt") for n in z.namelist())
+        info = next(i for i in z.infolist() if "/data/weights/" in i.filename and not i.filename.endswith(".json"))
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + 1] ^= 0x08  # one bit of one stored weight
+    (tmp_path / "flip.pt2").write_bytes(bytes(data))
+    assert_user_error(run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "flip.pt2"), "-n", "4",
+                              "--out", str(tmp_path / "o")), "corrupt")
+    ok = run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "m.pt2"), "-n", "4", "--out", str(tmp_path / "ok"),
+                 "--quiet")
+    assert ok.returncode == 0, ok.stderr

@@ -115,3 +115,28 @@ def test_existing_run_is_not_overwritten(tmp_path):
     before = (tmp_path / "r" / "last.pt").read_bytes()
     assert_user_error(_train(tmp_path / "r", "steps=10"), "already holds a run")
     assert (tmp_path / "r" / "last.pt").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_five_random_sigkills_then_resume_give_the_same_weights_and_no_debris(tmp_path):
+    import random
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert _train(ref).returncode == 0
+    rng = random.Random(11)
+    for _ in range(5):
+        first = not (cut / "last.pt").exists()
+        cmd = [sys.executable, "-m", "fdrl_train.cli", "--quiet"] + (
+            ["--config", "swissroll", "--out", str(cut), "--overwrite", "--set", *SMALL] if first else ["--resume", str(cut)])
+        proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(3.0, 9.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = run_cli("fdrl_train.cli", "--resume", str(cut), "--quiet") if (cut / "last.pt").exists() else _train(cut)
+    assert done.returncode == 0, done.stderr
+    a, b = load_checkpoint(ref / "last.pt"), load_checkpoint(cut / "last.pt")
+    assert a["step"] == b["step"] == 40
+    for k in a["model"]:
+        assert (a["model"][k] - b["model"][k]).abs().max() <= 1e-6, k
+    steps = [json.loads(line)["step"] for line in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
+    assert not [p.name for p in cut.rglob("*") if ".tmp-" in p.name or p.name.startswith(".fdrl.lock")]
