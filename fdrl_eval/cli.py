@@ -94,7 +94,9 @@ def main(samples, against, width, inception_weights, save_stats, json_path):
     """Quality numbers of SAMPLES (an fdrl-infer folder, an .npz or an image folder)."""
     with cli_errors("fdrl-eval"), tempfile.TemporaryDirectory() as home:
         if save_stats or against.endswith(".npz"):  # Inception: its weights from disk, through torch's hub
-            from .inception import find_weights, torch_home_for
+            from .inception import find_weights, read_stats, torch_home_for
+            if against.endswith(".npz"):
+                read_stats(against)  # a bad statistics file is named before anything else is needed
             os.environ["TORCH_HOME"] = str(torch_home_for(find_weights(inception_weights), home))
         x = load_samples(samples)
         if against == "mnist":

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fdrl_core.atomic import atomic_write_bytes
+from fdrl_core.errors import one_line
 
 from .samples import EvalError
 
@@ -66,8 +67,8 @@ def read_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(p, allow_pickle=False) as z:
             return z["mu"], z["sigma"]
-    except (OSError, KeyError, ValueError) as e:
-        raise EvalError(f"{p} is not a statistics file (an .npz with mu and sigma): {e}") from None
+    except Exception as e:  # numpy raises several kinds for a damaged or foreign file
+        raise EvalError(f"{p} is not a statistics file (an .npz with mu and sigma): {one_line(e, 120)}") from None
 
 
 def write_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None:

@@ -83,7 +83,7 @@ def test_same_seed_same_samples_at_any_batch_size_and_shard_count(artifacts, tmp
 
 def test_interrupted_run_is_completed_by_the_same_command(artifacts, tmp_path):
     e, out = artifacts["mnist.onnx"], tmp_path / "run"
-    args = ["-n", "96", "--batch", "8", "--shard-size", "32", "--format", "both"]
+    args = ["-n", "192", "--batch", "8", "--shard-size", "32", "--format", "both"]
     assert infer(e, tmp_path / "ref", *args).returncode == 0
     cmd = [sys.executable, "-m", "fdrl_runtime.cli", "--engine", e, "--out", str(out), "--quiet", *args]
     proc = subprocess.Popen(cmd, cwd=str(ROOT), stderr=subprocess.PIPE, text=True)
@@ -95,14 +95,14 @@ def test_interrupted_run_is_completed_by_the_same_command(artifacts, tmp_path):
     leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name]
     assert not leftovers, leftovers
     done = sorted(p.name for p in (out / "shards").glob("*.npz"))
-    assert 1 <= len(done) < 3, done
+    assert 1 <= len(done) < 6, done  # of 6: interrupted part-way (slack for a loaded machine)
     first_mtime = (out / "shards" / "00000.npz").stat().st_mtime_ns
     again = infer(e, out, *args)
     assert again.returncode == 0, again.stderr
     assert (out / "shards" / "00000.npz").stat().st_mtime_ns == first_mtime  # kept, not redone
     (ia, xa), (ib, xb) = read_run_folder(out), read_run_folder(tmp_path / "ref")
     assert (ia == ib).all() and (xa == xb).all()
-    assert len(list((out / "png").glob("*.png"))) == 96
+    assert len(list((out / "png").glob("*.png"))) == 192
     summary = json.loads((out / "summary.json").read_text())
     assert summary["shards_kept"] == len(done)
     again = infer(e, out, *args, "--overwrite")
