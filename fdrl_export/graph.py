@@ -50,7 +50,10 @@ def estimator_from_checkpoint(ckpt: dict, weights: str = "ema") -> Estimator:
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        first = str(e).splitlines()[0][:200]
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = next((line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))),
+                      lines[0] if lines else type(e).__name__)
+        first = detail[:200]
         raise ExportError(f"the checkpoint's weights do not fit model '{cfg['model']}': {first}") from None
     model.eval()
     # The exported sigma is W's exact largest singular value (the converged power iteration).

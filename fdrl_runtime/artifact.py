@@ -304,6 +304,8 @@ def _load_pt2(path: Path, verify: bool = True) -> Artifact:
                                     "or in a copy, or edited): export it again")
     except zipfile.BadZipFile:
         raise ArtifactError(f"artifact {path} is not a readable .pt2 archive (truncated or corrupt)") from None
+    except ArtifactError:
+        raise
     except (ValueError, UnicodeDecodeError):
         raise ArtifactError(f"{path}: the fdrl metadata in the archive is not valid JSON") from None
     meta = ArtifactMeta.from_dict(meta, str(path))

@@ -49,6 +49,14 @@ def d(tmp_path_factory):
     (d / "images").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d / "images" / "a.png")
     (d / "e.plan").write_bytes(b"engine")
+    (d / "cut_run" / "shards").mkdir(parents=True)  # a run folder whose shard was cut short
+    np.savez(d / "cut_run" / "shards" / "00000.npz", ids=np.arange(4), x=np.zeros((4, 2), np.float32))
+    whole = (d / "cut_run" / "shards" / "00000.npz").read_bytes()
+    (d / "cut_run" / "shards" / "00000.npz").write_bytes(whole[: len(whole) // 2])
+    broken = random_checkpoint("mlp")
+    broken["model"] = {k: v[..., :1] for k, v in broken["model"].items()}  # weights of the wrong shapes
+    broken["ema"] = dict(broken["model"])
+    torch.save(broken, d / "unexportable.pt")
     m = onnx.load(str(d / "toy.onnx"))  # metadata that disagrees with the graph: 3-d samples
     meta = json.loads(m.metadata_props[0].value)
     meta["sample_shape"] = [3]
@@ -181,6 +189,7 @@ CASES = [
     (EVAL, ["{d}/notimages", "--against", "mnist"], "not a readable image"),
     (EVAL, ["{d}/nodata", "--against", "mnist"], "no images"),
     (EVAL, ["{d}/good.npy"], "Missing option '--against'"),
+    (EVAL, ["{d}/cut_run", "--against", "swissroll"], "cannot be read"),
     # fdrl-bench
     (BENCH, ["--model", "nope"], "nope"),
     (BENCH, ["{d}/missing.onnx"], "does not exist"),
@@ -190,6 +199,8 @@ CASES = [
     (BENCH, ["--model", "mlp", "--steps", "0"], "--steps"),
     (BENCH, ["--model", "mlp", "--threads", "99999"], "--threads"),
     (BENCH, ["--train", "nope"], "nope"),
+    (BENCH, ["{d}/unexportable.pt", "--backends", "onnxruntime"], "size mismatch"),
+    (EXPORT, ["{d}/unexportable.pt", "{o}.onnx"], "do not fit model 'mlp'"),
     (BENCH, ["--train", "swissroll", "--set", "bad=1"], "bad"),
     (BENCH, ["--model", "mlp", "--json", "{d}/nodir/x/{n}.json", "--backends", "eager", "--repeats", "1",
              "--batch", "8", "--steps", "1"], "does not exist"),

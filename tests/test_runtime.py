@@ -83,7 +83,7 @@ def test_same_seed_same_samples_at_any_batch_size_and_shard_count(artifacts, tmp
 
 def test_interrupted_run_is_completed_by_the_same_command(artifacts, tmp_path):
     e, out = artifacts["mnist.onnx"], tmp_path / "run"
-    args = ["-n", "192", "--batch", "8", "--shard-size", "32", "--format", "both"]
+    args = ["-n", "192", "--batch", "8", "--shard-size", "32", "--format", "both", "--steps", "60"]
     assert infer(e, tmp_path / "ref", *args).returncode == 0
     cmd = [sys.executable, "-m", "fdrl_runtime.cli", "--engine", e, "--out", str(out), "--quiet", *args]
     proc = subprocess.Popen(cmd, cwd=str(ROOT), stderr=subprocess.PIPE, text=True)
@@ -229,7 +229,12 @@ def _evil_pt2(src, dst, what, marker):
                 data = pickle.dumps(_WritesAFile(str(marker)))
             elif what == "sample_inputs" and "data/sample_inputs/" in item.filename:
                 data = pickle.dumps(_WritesAFile(str(marker)))
-            zout.writestr(item, data)
+            if not item.filename.endswith("/fdrl_digest.txt"):
+                zout.writestr(item, data)
+    # An attacker recomputes the digest (it detects damage, it is no signature): the pickle
+    # inspection is what must refuse the archive.
+    from fdrl_runtime.artifact import seal_pt2
+    seal_pt2(dst)
 
 
 @pytest.mark.parametrize("what", ["weight", "sample_inputs"])
