@@ -86,7 +86,10 @@ def test_interrupted_run_is_completed_by_the_same_command(artifacts, tmp_path):
     args = ["-n", "192", "--batch", "8", "--shard-size", "32", "--format", "both", "--steps", "60"]
     assert infer(e, tmp_path / "ref", *args).returncode == 0
     cmd = [sys.executable, "-m", "fdrl_runtime.cli", "--engine", e, "--out", str(out), "--quiet", *args]
-    proc = subprocess.Popen(cmd, cwd=str(ROOT), stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal would deliver it: a child inherits an ignored SIGINT from its parent
+    # (some test runners ignore it), and then Python raises no KeyboardInterrupt at all.
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "shards" / "00000.npz").exists():
         time.sleep(0.02)

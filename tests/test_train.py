@@ -128,7 +128,7 @@ def test_five_random_sigkills_then_resume_give_the_same_weights_and_no_debris(tm
         cmd = [sys.executable, "-m", "fdrl_train.cli", "--quiet"] + (
             ["--config", "swissroll", "--out", str(cut), "--overwrite", "--set", *SMALL] if first else ["--resume", str(cut)])
         proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(3.0, 9.0))
+        time.sleep(rng.uniform(2.5, 6.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     done = run_cli("fdrl_train.cli", "--resume", str(cut), "--quiet") if (cut / "last.pt").exists() else _train(cut)
