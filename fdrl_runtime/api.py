@@ -136,6 +136,8 @@ class Sampler:
         """(ids, samples) batch by batch for ids 0 .. n-1 (or the given `ids`); with
         `init`, sample i starts from init[i]."""
         art = self.artifact
+        if (n is None) == (ids is None):
+            raise UsageError("give n (samples 0 .. n-1) or ids, one of the two")
         ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         if ids.ndim != 1 or (len(ids) and ids.min() < 0):
             raise UsageError(f"sample ids must be a list of integers >= 0, got shape {ids.shape}")

@@ -61,6 +61,11 @@ def test_the_python_api_gives_what_fdrl_infer_writes(tmp_path):
         x = sampler.sample(300, seed=5, batch=7)
         some = dict((int(i), xb) for ids, xb in sampler.iter_batches(ids=[299, 3, 150], seed=5) for i, xb in zip(ids, xb))
         init = sampler.sample(10, seed=5, steps=2, init=x[:10])
+        import pytest
+
+        from fdrl_core.errors import UsageError
+        with pytest.raises(UsageError, match="give n"):
+            next(sampler.iter_batches())
     np.testing.assert_allclose(x, written, rtol=0, atol=1e-6)
     for i in (299, 3, 150):
         np.testing.assert_allclose(some[i], x[i], rtol=0, atol=1e-6)
