@@ -176,6 +176,9 @@ def main():
     rows["torch.compile fp32 (same step)"] = lambda: Compiled(art, device=device)
     if "tensorrt" in found and device == "cuda":
         rows["TensorRT fp16 engine"] = lambda: tensorrt_row(ckpt, tmp, "fp16", batches)
+    if "onnxruntime" in found:  # the CUDA provider where onnxruntime-gpu is installed, else the CPU one
+        rows[f"ONNX Runtime fp32 ({'CUDA, I/O binding' if device == 'cuda' else 'CPU'})"] = \
+            lambda: onnxruntime_row(ckpt, tmp, device)
     base_name = "torch backend fp32 eager"
     results, samples = [], {}
     gen = torch.Generator(device="cpu").manual_seed(3)
@@ -202,9 +205,10 @@ def main():
                 times.append(time.perf_counter() - t0)
             samples[(name, b)] = (x.float().cpu(), out.float().cpu())
             results.append((name, b, float(np.median(times))))
-        if not isinstance(be, TensorRTRow):  # 1,000 samples after K + kappa steps, for the sample-level FD
+        if not isinstance(be, NumpyRow) or be.fd:  # 1,000 samples after K + kappa steps, for the sample-level FD
             ids = np.arange(n_fd, dtype=np.int64)
-            samples[(name, "fd")] = sample_batch(be, art, ids, 0, steps).reshape(n_fd, -1)
+            runner = be.backend if isinstance(be, NumpyRow) else be
+            samples[(name, "fd")] = sample_batch(runner, art, ids, 0, steps).reshape(n_fd, -1)
             if name == base_name:
                 samples[(name, "fd_seed1")] = sample_batch(be, art, ids, 1, steps).reshape(n_fd, -1)
     proj = np.random.default_rng(0).standard_normal((int(np.prod(shape)), 64)) / np.sqrt(np.prod(shape))
@@ -242,11 +246,12 @@ def main():
     print(f"\ngpu_check: {time.perf_counter() - t_start:.0f} s in all", file=sys.stderr)
 
 
-class TensorRTRow:
-    """The TensorRT backend behind the torch-tensor interface the rows above share."""
+class NumpyRow:
+    """A numpy-in, numpy-out backend (TensorRT, ONNX Runtime) behind the torch-tensor
+    interface the rows above share; its timing includes x's copy in and out per block."""
 
-    def __init__(self, backend):
-        self.backend = backend
+    def __init__(self, backend, fd: bool):
+        self.backend, self.fd = backend, fd
 
     def run_steps(self, x, noise_block, eta, nu, y=None):
         out = self.backend.run_steps(x.cpu().numpy(), noise_block.cpu().numpy(), eta, nu)
@@ -259,7 +264,17 @@ def tensorrt_row(ckpt, tmp: Path, precision: str, batches):
     from fdrl_runtime.backends.tensorrt import TensorRTBackend
     torch.save(ckpt, tmp / "ck.pt")
     export(tmp / "ck.pt", tmp / "e.plan", ExportOptions(precision=precision, batch=f"1:{batches[0]}:{batches[-1]}"))
-    return TensorRTRow(TensorRTBackend(load_artifact(tmp / "e.plan"), device="cuda", precision=precision))
+    return NumpyRow(TensorRTBackend(load_artifact(tmp / "e.plan"), device="cuda", precision=precision), fd=False)
+
+
+def onnxruntime_row(ckpt, tmp: Path, device: str):
+    """Export the .onnx artifact in-process (the float64 check is the test suite's), then the
+    runtime's ONNX Runtime backend: blocks of steps as one Scan; on a GPU with I/O binding."""
+    from fdrl_export.export import ExportOptions, export
+    from fdrl_runtime.backends.onnxruntime import OnnxRuntimeBackend
+    torch.save(ckpt, tmp / "ck.pt")
+    export(tmp / "ck.pt", tmp / "m.onnx", ExportOptions(check=False), log=lambda line: None)
+    return NumpyRow(OnnxRuntimeBackend(load_artifact(tmp / "m.onnx"), device=device), fd=True)
 
 
 if __name__ == "__main__":

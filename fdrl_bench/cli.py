@@ -43,6 +43,11 @@ class Row:
         t = np.array(self.seconds) / steps * 1e3
         return float(np.median(t)), float(t.min()), float(t.max())
 
+    def percentiles_ms(self, steps: int) -> tuple[float, float, float]:
+        """p50, p90, p99 of the per-step time (linear interpolation between repeats)."""
+        t = np.array(self.seconds) / steps * 1e3
+        return tuple(float(v) for v in np.percentile(t, [50, 90, 99]))
+
 
 def matmul_peak_gflops(seconds: float = 0.5) -> float:
     """The best fp32 GEMM throughput on this machine now: numpy's BLAS and torch (when
@@ -126,10 +131,14 @@ def torch_runners(ckpt: dict, kinds, batch: int, steps: int, weights: str = "ema
     return runners
 
 
-def interleave(runners: dict, rows: dict[str, Row], repeats: int, warmup: int = 1) -> None:
-    for name, run in runners.items():  # warm-up: compile, capture, allocate
-        for _ in range(warmup):
+def interleave(runners: dict, rows: dict[str, Row], repeats: int, warmup_s: float = 1.0) -> None:
+    """Each row warmed up for `warmup_s` seconds (at least two calls: compile, capture,
+    allocate, and the clock settling), then the rows timed in turn, `repeats` rounds."""
+    for name, run in runners.items():
+        t_end, calls = time.perf_counter() + warmup_s, 0
+        while calls < 2 or time.perf_counter() < t_end:
             run()
+            calls += 1
         rows[name].peak_rss_mb = _rss_mb()
     for _ in range(repeats):
         for name, run in runners.items():
@@ -142,19 +151,55 @@ def interleave(runners: dict, rows: dict[str, Row], repeats: int, warmup: int = 
 
 
 def markdown(rows: list[Row], steps: int, total_steps: int, flops: int | None, peak: float, baseline: str | None) -> str:
-    head = ("| row | batch | step ms (median) | min | max | samples/s (K+κ steps) | GFLOP/s | of peak | vs eager | peak RSS MB |\n"
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    head = ("| row | batch | step ms p50 | p90 | p99 | min | max | samples/s (K+κ steps) | GFLOP/s | of peak "
+            "| vs eager | peak RSS MB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     base = {r.batch: r.step_ms(steps)[0] for r in rows if r.name == baseline}
     lines = [head]
     for r in rows:
         med, lo, hi = r.step_ms(steps)
+        _, p90, p99 = r.percentiles_ms(steps)
         sps = r.batch / (med / 1e3 * total_steps)
         gf = flops * r.batch / (med / 1e3) / 1e9 if flops else None
         ratio = base[r.batch] / med if r.batch in base else None
-        lines.append(f"| {r.name} | {r.batch} | {med:.3f} | {lo:.3f} | {hi:.3f} | {sps:,.1f} | "
+        lines.append(f"| {r.name} | {r.batch} | {med:.3f} | {p90:.3f} | {p99:.3f} | {lo:.3f} | {hi:.3f} | {sps:,.1f} | "
                      + (f"{gf:.1f} | {100 * gf / peak:.0f}% | " if gf else "– | – | ")
                      + (f"{ratio:.2f}× | " if ratio else "– | ") + f"{r.peak_rss_mb:.0f} |")
     return "\n".join(lines)
+
+
+def machine_name() -> str:
+    """'<CPU model>, N cores' (or the GPU's name for --device cuda), for tables and plot titles."""
+    import platform
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {available_cores()} cores"
+
+
+def checkpoint_for(meta, given: str | None):
+    """The checkpoint an artifact was exported from: --checkpoint, or the path the artifact
+    records, either one only if its SHA-256 is the one recorded. (path, None) or (None, why)."""
+    from fdrl_runtime.artifact import sha256_file
+    want = meta.source.get("checkpoint_sha256")
+    candidates = [given] if given else [meta.source.get("checkpoint")]
+    for c in candidates:
+        if not c:
+            return None, "the artifact records no checkpoint path: give --checkpoint CKPT"
+        if not Path(c).is_file():
+            if given:
+                raise BenchError(f"--checkpoint {c}: no such file")
+            return None, f"the checkpoint it was exported from, {c}, is not there: give --checkpoint CKPT"
+        if want and sha256_file(c) != want:
+            msg = (f"{c} is not the checkpoint this artifact was exported from (SHA-256 differs from the "
+                   f"recorded {want[:12]}...)")
+            if given:
+                raise BenchError(msg + ": give that checkpoint, or leave --checkpoint out")
+            return None, msg + ": give --checkpoint CKPT"
+        return Path(c), None
+    return None, "no checkpoint"
 
 
 def parse_list(text: str, what: str, cast=str):
@@ -201,23 +246,30 @@ def random_checkpoint(model: str, seed: int = 0) -> dict:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--steps", type=int, default=20, show_default=True, help="Flow steps per timed call.")
 @click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds of untimed calls per row before timing (at least two calls).")
+@click.option("--checkpoint", "checkpoint", type=click.Path(dir_okay=False),
+              help="With an ARTIFACT: the checkpoint it was exported from, for the eager/graph/compile rows "
+                   "(default: the path the artifact records, if its SHA-256 matches).")
 @click.option("--threads", type=int, default=0, help="CPU workers for the runtime (default: its own choice).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the rows as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG: samples/s against batch size per row.")
 @click.option("--train", "train_config", help="Time training steps of this config against the reference loop.")
 @click.option("--set", "overrides", multiple=True, help="With --train: config overrides key=value.")
-def main(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path,
-         train_config, overrides):
+def main(target, model, backends, batches, precisions, device, steps, repeats, warmup_s, checkpoint, threads,
+         json_path, plot_path, train_config, overrides):
     """Benchmark an artifact (ARTIFACT), a checkpoint (CKPT) or random weights (--model)."""
     with cli_errors("fdrl-bench"):
         from fdrl_export.to_onnx import quiet_exporter_logs
         quiet_exporter_logs()  # process-wide, so here at the entry
         if train_config:
-            return bench_training(train_config, overrides, repeats)
-        run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path)
+            return bench_training(train_config, overrides, repeats, warmup_s)
+        run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path,
+                  warmup_s, checkpoint)
 
 
-def run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path):
+def run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path,
+              warmup_s=1.0, checkpoint=None):
     if threads < 0 or threads > available_cores():
         raise BenchError(f"--threads {threads}: give 0 (the runtime's choice) up to {available_cores()}, the cores here")
     # torch rows keep torch's own thread count: one setting for every row, side by side
@@ -252,10 +304,17 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
         from fdrl_runtime.backends import FOR_KIND
         art = load_artifact(target, with_payload=False)
         artifacts[FOR_KIND[art.kind]] = Path(target)
-        missing = [k for k in kinds if k in ("eager", "graph", "compile")]
-        if missing:
-            click.echo(f"fdrl-bench: rows {', '.join(missing)} need the checkpoint; benching the artifact only", err=True)
-        kinds = [k for k in kinds if k in artifacts]
+        wanted = [k for k in kinds if k in ("eager", "graph", "compile")]
+        if wanted:
+            found, why = checkpoint_for(art.meta, checkpoint)
+            if found is not None:
+                from fdrl_train.checkpoint import load_checkpoint
+                ckpt = load_checkpoint(found)
+                click.echo(f"fdrl-bench: rows {', '.join(wanted)} from the checkpoint {found} "
+                           "(its SHA-256 is the artifact's)", err=True)
+            else:
+                click.echo(f"fdrl-bench: rows {', '.join(wanted)} skipped: {why}", err=True)
+        kinds = [k for k in kinds if k in artifacts or (ckpt is not None and k in ("eager", "graph", "compile"))]
     from fdrl_runtime.artifact import load_artifact
     meta = load_artifact(next(iter(artifacts.values())), with_payload=False).meta if artifacts else None
     shape = meta.sample_shape if meta else tuple(ckpt["sample_shape"])
@@ -287,13 +346,15 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
                     closers.append(be)
         for name in runners:
             row_map[name] = Row(name, b, "fp32")
-        interleave(runners, row_map, repeats)
+        interleave(runners, row_map, repeats, warmup_s)
         rows.extend(row_map.values())
         for be in closers:
             be.close()
     base = "eager" if any(r.name == "eager" for r in rows) else None
-    click.echo(f"machine: fp32 matmul peak {peak:.0f} GFLOP/s; model {shape}, {flops or '?'} FLOP per sample-step; "
-               f"{steps} steps per call, {repeats} repeats; samples/s for {total} steps")
+    model_name = meta.model if meta else ckpt["config"]["model"]
+    settings = (f"{model_name} {shape}, {flops or '?'} FLOP per sample-step; {steps} steps per call, "
+                f"{repeats} repeats after {warmup_s:g} s warm-up; samples/s for {total} steps")
+    click.echo(f"machine: {machine_name()}, fp32 matmul peak {peak:.0f} GFLOP/s; model {settings}")
     click.echo(markdown(rows, steps, total, flops, peak, base))
     fastest = min(rows, key=lambda r: r.step_ms(steps)[0] / r.batch)
     click.echo(f"\nfastest per sample: {fastest.name} at batch {fastest.batch}")
@@ -301,11 +362,13 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
         atomic_write_text(json_path, json.dumps({"peak_gflops": peak, "flops_per_sample": flops, "steps": steps,
                                                "rows": [asdict(r) for r in rows]}, indent=2))
     if plot_path:
-        _plot(rows, steps, total, plot_path)
+        _plot(rows, steps, total, plot_path, f"fdrl-bench: {model_name} on {machine_name()}",
+              f"{device}, fp32 peak {peak:.0f} GFLOP/s; {steps} steps per call, {repeats} repeats, "
+              f"samples/s for {total} steps")
     tmp.cleanup()
 
 
-def _plot(rows, steps, total, path):
+def _plot(rows, steps, total, path, title: str, subtitle: str):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -317,10 +380,15 @@ def _plot(rows, steps, total, path):
         pts = sorted((r.batch, r.batch / (r.step_ms(steps)[0] / 1e3 * total)) for r in rows if r.name == name)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
     ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("batch"), ax.set_ylabel("samples/s")
-    ax.legend(), fig.tight_layout(), fig.savefig(path, dpi=120)
+    fig.suptitle(title, fontsize=9), ax.set_title(subtitle, fontsize=7)
+    ax.legend(fontsize=7), fig.tight_layout()
+    from fdrl_core.atomic import atomic_path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
 
 
-def bench_training(config: str, overrides, repeats: int) -> None:
+def bench_training(config: str, overrides, repeats: int, warmup_s: float = 1.0) -> None:
     """Training steps/s of fdrl-train against the reference-style training step."""
     import torch
 
@@ -338,7 +406,7 @@ def bench_training(config: str, overrides, repeats: int) -> None:
     g = torch.Generator().manual_seed(1)
     ref = ReferenceTrainStep(ref_model, lambda b: trainer.data.sample(b, g), lambda b: trainer.prior.sample(b, g), cfg)
     rows = {"reference-style": Row("reference-style", cfg["batch_size"]), "fdrl-train": Row("fdrl-train", cfg["batch_size"])}
-    interleave({"reference-style": ref, "fdrl-train": trainer.train_step}, rows, repeats, warmup=2)
+    interleave({"reference-style": ref, "fdrl-train": trainer.train_step}, rows, repeats, warmup_s)
     ref_s = float(np.median(rows["reference-style"].seconds))
     click.echo(f"training steps: {cfg['dataset']} {cfg['model']} batch {cfg['batch_size']} K={cfg['flow_steps']} "
                f"compile_flow={cfg['compile_flow']}, {repeats} interleaved repeats")

@@ -43,22 +43,22 @@ def torch_home_for(weights: Path, home: str | Path) -> Path:
     return Path(home)
 
 
-def inception_features(images: np.ndarray, batch: int = 50) -> np.ndarray:
+def inception_features(images: np.ndarray, batch: int = 50, device: str = "cpu") -> np.ndarray:
     """2048-d pool features of [N, C, H, W] images in [-1, 1] (grey images repeated to RGB),
     with the weights found through TORCH_HOME (see torch_home_for)."""
     try:
         import torch
         from pytorch_fid.inception import InceptionV3
     except ImportError:
-        raise EvalError("FID/KID need pytorch-fid (and the torchvision it imports): pip install pytorch-fid; "
-                        "without them use --against mnist (digits) or a toy name (points)") from None
-    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+        raise EvalError("Inception FID/KID need pytorch-fid and the torchvision it imports: pip install 'fdrl[eval]' "
+                        "(without them: --features digits for 28x28 digits, --against mnist, or a toy name)") from None
+    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval().to(device)
     feats = []
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            x = (torch.from_numpy(images[i:i + batch]).float() + 1) / 2  # pytorch-fid takes [0, 1]
+            x = (torch.from_numpy(images[i:i + batch]).float().to(device) + 1) / 2  # pytorch-fid takes [0, 1]
             x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
-            feats.append(model(x)[0].flatten(1).numpy())
+            feats.append(model(x)[0].flatten(1).cpu().numpy())
     return np.concatenate(feats)
 
 
@@ -72,7 +72,9 @@ def read_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None:
+    """As pytorch-fid's --save-stats writes them (np.savez_compressed, keys mu and sigma), so
+    either tool reads the other's."""
     import io
     buf = io.BytesIO()
-    np.savez(buf, mu=mu, sigma=sigma)
+    np.savez_compressed(buf, mu=mu, sigma=sigma)
     atomic_write_bytes(path, buf.getvalue())

@@ -51,10 +51,11 @@ def feature_stats(features):
 
 
 def kernel_inception_distance(a, b, subsets: int = 10, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """KID: unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, mean and std over subsets."""
+    """KID: unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, mean and std over subsets of
+    `subset_size` (at most 80% of the smaller set, so that the subsets differ and the std means something)."""
     import numpy as np
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    d, m = a.shape[1], min(subset_size, len(a), len(b))
+    d, m = a.shape[1], max(2, min(subset_size, int(0.8 * min(len(a), len(b)))))
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(subsets):

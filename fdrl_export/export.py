@@ -23,12 +23,11 @@ from .check import CheckResult, check_drift, check_inputs, check_step, compare_e
 from .graph import (
     ClassifierSpec,
     ExportError,
-    FlowStepModule,
     drift_module,
     estimator_from_checkpoint,
 )
 from .meta import build_meta
-from .to_onnx import drift_onnx, step_onnx
+from .to_onnx import drift_onnx
 
 
 @dataclass
@@ -167,6 +166,8 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
         raise ExportError("class-conditional TensorRT engines are not built yet: export to .onnx or .pt2")
     module = drift_module(est, classifier=classifier).eval()
     meta, prior_arrays = build_meta(est, ckpt, prior_state, module, sha256_file(ckpt_path), opts.refine_steps)
+    # where the checkpoint was, so fdrl-bench ARTIFACT can find it for its reference rows (by SHA-256)
+    meta = meta.replace(source={**meta.source, "checkpoint": str(Path(ckpt_path).resolve())})
     if classifier is not None:
         meta = meta.replace(conditional={"n_classes": classifier.n_classes, "phi": classifier.phi,
                                          "classifier_sha256": classifier.sha256},
@@ -180,8 +181,10 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
             atomic_write_bytes(out, onnx_with_metadata(model, meta, prior_arrays).SerializeToString())
         else:
             from .to_tensorrt import build_engine, engine_runner
-            step = FlowStepModule(module, meta.eta, meta.noise)
-            step_model = step_onnx(step, est.sample_shape)
+            from fdrl_core.step_graph import step_model as build_step_model
+            # The drift graph's own nodes plus the update: the graph the runtime's ORT backend
+            # runs as a Scan, so the CPU path tests what the engine is built from.
+            step_model = build_step_model(model, meta.eta, meta.noise)
             if opts.check:  # what the engine is built from, checked before the (slow) build
                 result = checked_step_graph(est, step_model, prior_state, meta.eta, meta.noise)
             engine = build_engine(step_model.SerializeToString(), est.sample_shape, settings, log=log)

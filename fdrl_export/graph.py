@@ -16,7 +16,6 @@ import torch.fx as fx
 import torch.nn as nn
 
 from fdrl_core.errors import FdrlError
-from fdrl_core.flow import euler_maruyama_step
 from fdrl_train.drift import DriftGraph
 from fdrl_train.losses import get_pairing
 from fdrl_train.models import build_model, plain_params, plain_twin
@@ -153,19 +152,3 @@ def drift_module(est: Estimator, dtype: torch.dtype = torch.float32, classifier:
         params.update(classifier.params())
     bound = bind_weights(graph, {k: v.to(dtype) for k, v in params.items()})
     return DriftModule(bound, conditional=classifier is not None)
-
-
-class FlowStepModule(nn.Module):
-    """(x, noise) -> (x - eta * drift(x) + nu * noise, drift(x)): one whole step, for engines
-    that replay the loop on the device (TensorRT with CUDA graphs). The drift is an output
-    too, so the graph an engine is built from is checked like every artifact: its drift
-    against float64 autograd, its update against the formula (check.check_step)."""
-
-    def __init__(self, drift: DriftModule, eta: float, nu: float):
-        super().__init__()
-        self.drift, self.eta, self.nu = drift, float(eta), float(nu)
-
-    def forward(self, x, noise):
-        d, _ = self.drift(x)
-        # noise is always an input (engines bind it) and always used, even when nu = 0
-        return euler_maruyama_step(x, d, self.eta, self.nu, noise), d

@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from .graph import DriftModule, ExportError, FlowStepModule
+from .graph import DriftModule, ExportError
 
 OPSET = 18
 
@@ -41,9 +41,3 @@ def drift_onnx(module: DriftModule, sample_shape):
     if module.conditional:
         return to_onnx(module, (x, torch.zeros(3, dtype=torch.int64)), ["x", "y"], ["drift", "score"])
     return to_onnx(module, (x,), ["x"], ["drift", "score"])
-
-
-def step_onnx(step: FlowStepModule, sample_shape):
-    """x, noise -> x_next, drift."""
-    x = torch.zeros((3,) + tuple(sample_shape))
-    return to_onnx(step, (x, torch.zeros_like(x)), ["x", "noise"], ["x_next", "drift"])

@@ -1,7 +1,7 @@
 """ONNX -> TensorRT engine (written to the TensorRT 10 Python API; built where it imports).
 
 The engine is built from the fused step graph (inputs x and noise, output x_next, see
-graph.FlowStepModule) so the runtime can capture the whole K + kappa loop as one CUDA
+fdrl_core.step_graph.step_model) so the runtime can capture the whole K + kappa loop as one CUDA
 graph; TensorRT's RandomNormal ignores its seed, so the noise comes in as an input.
 """
 from __future__ import annotations

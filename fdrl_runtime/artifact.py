@@ -30,6 +30,9 @@ from fdrl_core.prior import PriorSpec
 ONNX_META_KEY = "fdrl"
 ONNX_PRIOR_KEY = "fdrl.prior"   # format 2: the prior's arrays, an .npz in base64, in metadata_props
 PRIOR_PREFIX = "fdrl.prior."    # format 1: the prior's arrays as initializers (read, no longer written)
+# A copy of both metadata entries in the graph's doc_string, for tools that rebuild the model
+# and drop metadata_props (polygraphy surgeon, through onnx-graphsurgeon, keeps only the graph's).
+GRAPH_DOC_MARKER = "fdrl artifact metadata, a copy of metadata_props (for tools that drop them): "
 RESEAL = "fdrl-export --reseal"
 SIDECAR_SUFFIX = ".fdrl.npz"
 KINDS = {".onnx": "onnx", ".plan": "tensorrt", ".engine": "tensorrt", ".pt2": "torch"}
@@ -104,7 +107,13 @@ def meta_json(meta: ArtifactMeta) -> str:
 def onnx_digest(model, prior_arrays: dict[str, np.ndarray], meta: ArtifactMeta) -> str:
     """SHA-256 of the graph (weights included), the prior's arrays and the metadata (less
     the digest itself): what a flipped bit anywhere that matters would change."""
-    h = hashlib.sha256(model.graph.SerializeToString(deterministic=True))
+    graph = model.graph
+    if graph.doc_string.startswith(GRAPH_DOC_MARKER):  # the copy holds the digest: not part of it
+        import onnx
+        graph = onnx.GraphProto()
+        graph.CopyFrom(model.graph)
+        graph.doc_string = ""
+    h = hashlib.sha256(graph.SerializeToString(deterministic=True))
     unsealed = {k: v for k, v in meta.to_dict().items() if k != "payload_sha256"}
     h.update(json.dumps(unsealed, sort_keys=True).encode())
     for name in sorted(prior_arrays):
@@ -120,6 +129,7 @@ def onnx_with_metadata(model, meta: ArtifactMeta, prior_arrays: dict[str, np.nda
     import base64
     prior_arrays = {k: np.ascontiguousarray(v) for k, v in prior_arrays.items()}
     meta = meta.replace(format_version=FORMAT_VERSION)
+    model.graph.doc_string = GRAPH_DOC_MARKER  # the copy below is not hashed; nothing else goes there
     meta = meta.replace(payload_sha256=onnx_digest(model, prior_arrays, meta))
     del model.metadata_props[:]
     entry = model.metadata_props.add()
@@ -127,6 +137,7 @@ def onnx_with_metadata(model, meta: ArtifactMeta, prior_arrays: dict[str, np.nda
     if prior_arrays:  # metadata, not initializers: simplifiers drop initializers no node reads
         entry = model.metadata_props.add()
         entry.key, entry.value = ONNX_PRIOR_KEY, base64.b64encode(_npz_bytes(prior_arrays)).decode("ascii")
+    model.graph.doc_string = GRAPH_DOC_MARKER + json.dumps({p.key: p.value for p in model.metadata_props})
     return model
 
 
@@ -181,6 +192,11 @@ def _load_onnx(path: Path, with_payload: bool, verify: bool = True) -> Artifact:
         raise ArtifactError(f"artifact {path} is not a readable ONNX file (truncated or corrupt): "
                             f"{str(e).splitlines()[0][:120] if str(e) else type(e).__name__}") from None
     props = {p.key: p.value for p in model.metadata_props}
+    if ONNX_META_KEY not in props and model.graph.doc_string.startswith(GRAPH_DOC_MARKER):
+        try:  # a tool dropped metadata_props; the graph's copy stands in (the digest still decides)
+            props = json.loads(model.graph.doc_string[len(GRAPH_DOC_MARKER):])
+        except json.JSONDecodeError:
+            raise ArtifactError(f"{path}: the copy of the fdrl metadata in the graph is not valid JSON") from None
     if ONNX_META_KEY not in props:
         raise ArtifactError(f"{path} is an ONNX model but not an fdrl artifact: export it with fdrl-export")
     try:

@@ -79,7 +79,7 @@ def parse_classes(one: int | None, many: str | None, artifact) -> list[int] | No
 @click.option("--init", "init", help="Start the flow from these samples (.npz/.npy or an image folder) instead of the prior.")
 @click.option("--class", "one_class", type=int, help="Class-conditional artifacts: make samples of this class.")
 @click.option("--classes", "classes", help="Class-conditional artifacts: balanced over these, e.g. 0-9 (the default: all).")
-@click.option("--threads", type=int, default=0, help="CPU workers (default: the machine's cores, at most 2).")
+@click.option("--threads", type=int, default=0, help="CPU workers (default: every core this process may use).")
 @click.option("--overwrite", is_flag=True, help="Start over instead of completing an earlier run in --out.")
 @click.option("--trust-pickle", is_flag=True, help="Load a .pt2 even if it holds pickled data (which runs code when loaded).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -29,3 +29,30 @@ def test_bench_rows_ratios_and_json(tmp_path):
 ])
 def test_bad_input(args, fragment):
     assert_user_error(run_cli("fdrl_bench.cli", *args), fragment)
+
+
+def test_bench_on_an_artifact_finds_its_checkpoint(tmp_path):
+    """fdrl-bench ARTIFACT: the reference rows come from the checkpoint the artifact records
+    (by path and SHA-256); with it gone, the runtime row alone, and the reason said."""
+    import torch
+
+    from fdrl_bench.cli import random_checkpoint
+    torch.save(random_checkpoint("mlp"), tmp_path / "ck.pt")
+    assert run_cli("fdrl_export.cli", str(tmp_path / "ck.pt"), str(tmp_path / "m.onnx"), "--no-check").returncode == 0
+    args = ["--batch", "32", "--steps", "2", "--repeats", "3", "--warmup", "0", "--backends", "eager,onnxruntime"]
+    p = run_cli("fdrl_bench.cli", str(tmp_path / "m.onnx"), *args, "--plot", str(tmp_path / "p.png"))
+    assert p.returncode == 0, p.stderr
+    rows = {l.split("|")[1].strip(): l for l in p.stdout.splitlines() if l.startswith("| ") and "---" not in l}
+    assert {"eager", "runtime onnxruntime"} <= set(rows), p.stdout
+    assert "1.00×" in rows["eager"] and "×" in rows["runtime onnxruntime"]
+    assert "p90" in rows["row"] and "p99" in rows["row"]
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    (tmp_path / "ck.pt").rename(tmp_path / "moved.pt")
+    p = run_cli("fdrl_bench.cli", str(tmp_path / "m.onnx"), *args)
+    assert p.returncode == 0 and "is not there: give --checkpoint" in p.stderr, p.stderr
+    assert "| eager" not in p.stdout and "| runtime onnxruntime" in p.stdout
+    p = run_cli("fdrl_bench.cli", str(tmp_path / "m.onnx"), *args, "--checkpoint", str(tmp_path / "moved.pt"))
+    assert p.returncode == 0 and "| eager" in p.stdout, p.stderr
+    torch.save(random_checkpoint("mlp", seed=1), tmp_path / "other.pt")
+    assert_user_error(run_cli("fdrl_bench.cli", str(tmp_path / "m.onnx"), *args, "--checkpoint",
+                              str(tmp_path / "other.pt")), "not the checkpoint this artifact was exported from")

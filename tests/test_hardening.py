@@ -115,16 +115,26 @@ def _ddp_toy(tmp_path):
     return tmp_path / "a.onnx"
 
 
-@pytest.mark.parametrize("tool", ["onnxsim", "onnxslim"])
+@pytest.mark.parametrize("tool", ["onnxsim", "onnxslim", "polygraphy"])
 def test_an_artifact_rewritten_by_a_simplifier_is_refused_until_resealed_then_samples_the_same(tmp_path, tool):
     mod = pytest.importorskip(tool, reason=f"{tool} is not installed (pip install {tool})")
     import fdrl_runtime
     art = _ddp_toy(tmp_path)
     with fdrl_runtime.load(art) as s:
         ref = s.sample(64, seed=1)
-    model = onnx.load(str(art))
-    slim = mod.simplify(model)[0] if tool == "onnxsim" else mod.slim(model)
-    onnx.save(slim, str(tmp_path / "s.onnx"))
+    if tool == "polygraphy":  # its CLI, as a user runs it
+        pytest.importorskip("onnx_graphsurgeon", reason="polygraphy surgeon needs onnx-graphsurgeon")
+        import shutil
+        import subprocess
+        import sys
+        exe = shutil.which("polygraphy", path=os.path.dirname(sys.executable))
+        proc = subprocess.run([exe, "surgeon", "sanitize", str(art), "--fold-constants", "-o", str(tmp_path / "s.onnx")],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    else:
+        model = onnx.load(str(art))
+        slim = mod.simplify(model)[0] if tool == "onnxsim" else mod.slim(model)
+        onnx.save(slim, str(tmp_path / "s.onnx"))
     assert_user_error(run_cli("fdrl_runtime.cli", "--engine", str(tmp_path / "s.onnx"), "-n", "4",
                               "--out", str(tmp_path / "o")), "rewritten by a tool", "--reseal")
     proc = run_cli("fdrl_export.cli", "--reseal", str(tmp_path / "s.onnx"))

@@ -45,3 +45,18 @@ def test_mode_coverage_counts_modes_with_enough_samples():
     pts = torch.cat([TWENTY_FIVE_CENTRES[:20].repeat(6, 1), TWENTY_FIVE_CENTRES[20:].repeat(2, 1)])
     assert mode_coverage(pts, TWENTY_FIVE_CENTRES, 0.1, 5) == 20
     assert mode_coverage(pts, TWENTY_FIVE_CENTRES, 0.1, 1) == 25
+
+
+def test_kid_against_its_closed_form_for_zero_mean_gaussians():
+    """For zero-mean x, y the odd moments vanish, so with u = x.y/d, E(u + 1)^3 = 3 E u^2 + 1
+    and E u^2 = tr(Sx Sy)/d^2: KID's population value is 3 ||Sx - Sy||_F^2 / d^2."""
+    from fdrl_eval.metrics import kernel_inception_distance
+    rng = np.random.default_rng(0)
+    d, n = 8, 4000
+    x = rng.standard_normal((n, d))
+    y = 1.5 * rng.standard_normal((n, d))
+    want = 3 * d * (1 - 1.5 ** 2) ** 2 / d ** 2
+    kid, std = kernel_inception_distance(x, y, subsets=20, subset_size=2000)
+    assert abs(kid - want) < 0.05 * want and 0 < std < 0.1 * want, (kid, want, std)
+    same, same_std = kernel_inception_distance(x, rng.standard_normal((n, d)), subsets=20, subset_size=2000)
+    assert abs(same) < 3 * same_std + 1e-3 and abs(same) < 0.01 * want

@@ -13,13 +13,9 @@ from fdrl_export.check import (
     update_error_ulps,
 )
 from fdrl_export.export import checked_step_graph, ort_step_runner
-from fdrl_export.graph import (
-    ExportError,
-    FlowStepModule,
-    drift_module,
-    estimator_from_checkpoint,
-)
-from fdrl_export.to_onnx import step_onnx
+from fdrl_core.step_graph import step_model
+from fdrl_export.graph import ExportError, drift_module, estimator_from_checkpoint
+from fdrl_export.to_onnx import drift_onnx
 
 
 def _step(model="resnet28", eta=0.5, nu=0.05, scale_drift=1.0, eta_in_graph=None, **kw):
@@ -32,11 +28,14 @@ def _step(model="resnet28", eta=0.5, nu=0.05, scale_drift=1.0, eta_in_graph=None
                 super().__init__()
                 self.inner = inner
 
+            conditional = False
+
             def forward(self, x):
                 d, s = self.inner(x)
                 return d * scale_drift, s
         module = Scaled(module)
-    graph = step_onnx(FlowStepModule(module, eta if eta_in_graph is None else eta_in_graph, nu), est.sample_shape)
+    # what fdrl-export builds an engine from: the drift graph plus the update (fdrl_core.step_graph)
+    graph = step_model(drift_onnx(module, est.sample_shape), eta if eta_in_graph is None else eta_in_graph, nu)
     return est, ck["prior"], graph
 
 
