@@ -73,8 +73,11 @@ def step_model(drift_model, eta: float, nu: float):
 def block_model(drift_model, eta: float, nu: float):
     """k steps in one call, k = len(noise): x [B, ...], noise [k, B, ...] [, y [B]] -> x_next.
 
-    A Scan whose body is the drift graph's nodes plus the update; the weights stay in the
-    outer graph (a body may read outer names), so the file holds them once."""
+    A Scan whose body is the drift graph's nodes and weights plus the update. The weights
+    sit in the body, not the outer graph: read from the outer scope, they made the MNIST
+    ResNet's block 1.4-1.6x slower than one call per step (ONNX Runtime's weight prepacking
+    and layout passes work on a graph's own initializers); in the body it is 1.04-1.08x
+    faster (benchmarks/NOTES.md)."""
     _onnx()
     from onnx import helper
     inputs = _drift_io(drift_model.graph)
@@ -87,15 +90,14 @@ def block_model(drift_model, eta: float, nu: float):
                    _float_input(helper, "noise", ["batch"] + sample_dims)]
     body = helper.make_graph(body_nodes, "fdrl_step", body_inputs,
                              [_float_input(helper, "x_next", ["batch"] + sample_dims)],
-                             value_info=list(src.value_info))
+                             initializer=list(src.initializer), value_info=list(src.value_info))
     outer_inputs = [_float_input(helper, "x_in", ["batch"] + sample_dims),
                     _float_input(helper, "noise_in", ["steps", "batch"] + sample_dims)]
     if "y" in inputs:
         outer_inputs.append(next(i for i in src.input if i.name == "y"))
     scan = helper.make_node("Scan", ["x_in", "noise_in"], ["x_out"], body=body, num_scan_inputs=1)
     graph = helper.make_graph([scan], "fdrl_block", outer_inputs,
-                              [_float_input(helper, "x_out", ["batch"] + sample_dims)],
-                              initializer=list(src.initializer))
+                              [_float_input(helper, "x_out", ["batch"] + sample_dims)])
     model = helper.make_model(graph, opset_imports=list(drift_model.opset_import),
                               ir_version=drift_model.ir_version)
     for f in drift_model.functions:  # the dynamo exporter may emit local functions

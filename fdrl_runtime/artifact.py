@@ -33,6 +33,7 @@ PRIOR_PREFIX = "fdrl.prior."    # format 1: the prior's arrays as initializers (
 # A copy of both metadata entries in the graph's doc_string, for tools that rebuild the model
 # and drop metadata_props (polygraphy surgeon, through onnx-graphsurgeon, keeps only the graph's).
 GRAPH_DOC_MARKER = "fdrl artifact metadata, a copy of metadata_props (for tools that drop them): "
+GRAPH_DOC_PRIOR_LIMIT = 64 << 20  # base64 characters: a larger prior is not copied
 RESEAL = "fdrl-export --reseal"
 SIDECAR_SUFFIX = ".fdrl.npz"
 KINDS = {".onnx": "onnx", ".plan": "tensorrt", ".engine": "tensorrt", ".pt2": "torch"}
@@ -137,7 +138,10 @@ def onnx_with_metadata(model, meta: ArtifactMeta, prior_arrays: dict[str, np.nda
     if prior_arrays:  # metadata, not initializers: simplifiers drop initializers no node reads
         entry = model.metadata_props.add()
         entry.key, entry.value = ONNX_PRIOR_KEY, base64.b64encode(_npz_bytes(prior_arrays)).decode("ascii")
-    model.graph.doc_string = GRAPH_DOC_MARKER + json.dumps({p.key: p.value for p in model.metadata_props})
+    copy = {p.key: p.value for p in model.metadata_props}
+    if len(copy.get(ONNX_PRIOR_KEY, "")) > GRAPH_DOC_PRIOR_LIMIT:  # a full 64x64x3 DDP factor is 800 MB
+        del copy[ONNX_PRIOR_KEY]                                    # in base64: not twice in one file
+    model.graph.doc_string = GRAPH_DOC_MARKER + json.dumps(copy)
     return model
 
 

@@ -79,13 +79,23 @@ def test_preset_trains_exports_and_samples(tmp_path, name):
     run = tmp_path / "run"
     sets = data + ["steps=2", "batch_size=4", "flow_steps=2", "refine_steps=1", "grid_size=4",
                    "sample_every=2", "ckpt_every=2", "log_every=1"]
+    if name in ("celeba", "folder", "cat2dog"):
+        # 64x64x3 presets fit a full 12288^2 DDP covariance (600 MB, a 1.6 GB .onnx: 2 minutes
+        # of I/O per test here); a rank-16 factor shrinks the run as batch_size does. The full
+        # path runs in cifar10's test, the low-rank one in lsun_church's.
+        sets.append("prior_rank=16")
     p = run_cli("fdrl_train.cli", "--config", name, "--out", str(run), "--set", *sets)
     assert p.returncode == 0, p.stderr[-2000:]
     metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2] and all(np.isfinite(m["loss"]) for m in metrics)
     assert (run / "samples" / "step_0000002.png").is_file()  # the EMA grid (spectral norm included)
 
-    p = run_cli("fdrl_export.cli", str(run / "last.pt"), str(run / "model.onnx"))  # float64 check on
+    # The float64 check is on for the small presets. For the paper's image presets it is
+    # 20-60 s each here, and test_export checks the same architectures (spectral norm and
+    # attention on), and their LSIF-Pearson head on resnet32 and with every small model:
+    # exported unchecked here, as a user would not, to keep the suite inside CI's time.
+    check = [] if name not in SLOW else ["--no-check"]
+    p = run_cli("fdrl_export.cli", str(run / "last.pt"), str(run / "model.onnx"), *check)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "check against float64 autograd" in p.stdout + p.stderr
 
