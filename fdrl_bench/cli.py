@@ -282,6 +282,9 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
         raise BenchError("--steps and --repeats must be positive")
     if bool(target) == bool(model):
         raise BenchError("give an ARTIFACT or CKPT, or --model NAME (one of them)")
+    given_batches = parse_list(batches, "batch", int) if batches else None  # named before any export
+    if given_batches and any(b <= 0 for b in given_batches):
+        raise BenchError("--batch sizes must be positive")
     tmp = tempfile.TemporaryDirectory()
     ckpt, artifacts = None, {}
     if model or Path(target).suffix == ".pt":
@@ -318,9 +321,7 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
     from fdrl_runtime.artifact import load_artifact
     meta = load_artifact(next(iter(artifacts.values())), with_payload=False).meta if artifacts else None
     shape = meta.sample_shape if meta else tuple(ckpt["sample_shape"])
-    batch_list = parse_list(batches, "batch", int) if batches else [16 if len(shape) == 3 else 1024]
-    if any(b <= 0 for b in batch_list):
-        raise BenchError("--batch sizes must be positive")
+    batch_list = given_batches or [16 if len(shape) == 3 else 1024]
     flops = meta.flops_per_sample if meta else None
     total = meta.default_steps if meta else ckpt["config"]["flow_steps"] + ckpt["config"]["refine_steps"]
     peak = matmul_peak_gflops()
