@@ -11,7 +11,8 @@ from conftest import ROOT
 @pytest.mark.slow
 @pytest.mark.parametrize("script,rows", [
     ("gpu_check.sh", ["| reference-style eager fp32 | 8 |", "| torch backend fp32 + CUDA graphs | 16 |",
-                      "| torch.compile fp32 (same step) | 16 |", "| training: fdrl-train fp32"]),
+                      "| torch.compile fp32 (same step) | 16 |", "| ONNX Runtime fp32 (CPU) | 16 |",
+                      "| training: fdrl-train fp32"]),
     ("gpu_train_check.sh", ["| reference-style fp32 eager", "| fdrl-train fp32"])])
 def test_gpu_script_dry_run(script, rows):
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
