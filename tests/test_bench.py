@@ -56,3 +56,5 @@ def test_bench_on_an_artifact_finds_its_checkpoint(tmp_path):
     torch.save(random_checkpoint("mlp", seed=1), tmp_path / "other.pt")
     assert_user_error(run_cli("fdrl_bench.cli", str(tmp_path / "m.onnx"), *args, "--checkpoint",
                               str(tmp_path / "other.pt")), "not the checkpoint this artifact was exported from")
+    assert_user_error(run_cli("fdrl_bench.cli", str(tmp_path / "m.onnx"), *args, "--checkpoint",
+                              str(tmp_path / "gone.pt")), "--checkpoint", "no such file")
