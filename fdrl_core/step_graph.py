@@ -19,11 +19,6 @@ class StepGraphError(FdrlError, ValueError):
     """The drift graph is not one the step graph can be built from."""
 
 
-def _onnx():
-    import onnx
-    return onnx
-
-
 def _drift_io(graph):
     inputs = [i.name for i in graph.input]
     outputs = [o.name for o in graph.output]
@@ -51,7 +46,7 @@ def _float_input(helper, name, dims):
 
 def step_model(drift_model, eta: float, nu: float):
     """One step: x, noise [, y] -> x_next, drift (the engine's graph)."""
-    onnx = _onnx()
+    import onnx
     from onnx import helper
     inputs = _drift_io(drift_model.graph)
     model = onnx.ModelProto()
@@ -78,7 +73,6 @@ def block_model(drift_model, eta: float, nu: float):
     ResNet's block 1.4-1.6x slower than one call per step (ONNX Runtime's weight prepacking
     and layout passes work on a graph's own initializers); in the body it is 1.04-1.08x
     faster (benchmarks/NOTES.md)."""
-    _onnx()
     from onnx import helper
     inputs = _drift_io(drift_model.graph)
     src = drift_model.graph
