@@ -97,3 +97,54 @@ def block_model(drift_model, eta: float, nu: float):
     for f in drift_model.functions:  # the dynamo exporter may emit local functions
         model.functions.append(f)
     return model
+
+
+def unrolled_block_model(drift_model, eta: float, nu: float, steps: int):
+    """`steps` steps written out one after another in one graph, same inputs and output as
+    block_model's Scan (x_in, noise_in [steps, B, ...] [, y] -> x_out) but for this one k.
+
+    Each step is a renamed copy of the drift graph's nodes reading the same initializers,
+    then the update; step i reads noise_in[i] by a Gather. Without the Scan, ONNX Runtime
+    plans the whole block as one graph: no per-iteration subgraph call (benchmarks/NOTES.md).
+    A drift graph with control flow of its own (a node holding a subgraph, whose outer-scope
+    names a rename would miss) gets the Scan instead: returns None."""
+    import onnx
+    from onnx import helper
+    inputs = _drift_io(drift_model.graph)
+    src = drift_model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in src.node for a in n.attribute):
+        return None
+    shared = {t.name for t in src.initializer} | {"y", ""}
+    x_info = next(i for i in src.input if i.name == "x")
+    sample_dims = [d.dim_value or d.dim_param or None for d in x_info.type.tensor_type.shape.dim][1:]
+    nodes = []
+    x = "x_in"
+    for i in range(steps):
+        tag = f"fdrl_s{i}_"
+        names = {"x": x}
+        rename = lambda n: n if n in shared else names.setdefault(n, tag + n)  # noqa: E731
+        for node in src.node:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.name = tag + node.name if node.name else ""
+            copy.input[:] = [rename(n) for n in node.input]
+            copy.output[:] = [rename(n) for n in node.output]
+            nodes.append(copy)
+        index = helper.make_tensor(tag + "index_value", onnx.TensorProto.INT64, [], [i])
+        nodes.append(helper.make_node("Constant", [], [tag + "index"], value=index))
+        nodes.append(helper.make_node("Gather", ["noise_in", tag + "index"], [tag + "noise"], axis=0))
+        out = "x_out" if i == steps - 1 else tag + "x_next"
+        nodes += _update_nodes(helper, x, rename("drift"), tag + "noise", out, eta, nu, tag + "update_")
+        x = out
+    outer_inputs = [_float_input(helper, "x_in", ["batch"] + sample_dims),
+                    _float_input(helper, "noise_in", [steps, "batch"] + sample_dims)]
+    if "y" in inputs:
+        outer_inputs.append(next(i for i in src.input if i.name == "y"))
+    graph = helper.make_graph(nodes, "fdrl_unrolled_block", outer_inputs,
+                              [_float_input(helper, "x_out", ["batch"] + sample_dims)],
+                              initializer=list(src.initializer))
+    model = helper.make_model(graph, opset_imports=list(drift_model.opset_import),
+                              ir_version=drift_model.ir_version)
+    for f in drift_model.functions:
+        model.functions.append(f)
+    return model

@@ -106,14 +106,15 @@ class Sampler:
     """An artifact loaded on a backend; close() (or `with`) frees the backend's memory."""
 
     def __init__(self, artifact: Artifact, backend: str | None = None, device: str = "cpu",
-                 precision: str = "fp32", threads: int = 0, trust_pickle: bool = False):
+                 precision: str = "fp32", threads: int = 0, trust_pickle: bool = False, compile: bool = True):
         if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
             raise UsageError(f"--device {device}: use cpu, cuda or cuda:N")
         self.artifact = artifact
         self.device, self.precision = device, precision
         name = resolve_backend(backend or "auto", artifact.kind)
+        extra = {"compile": compile} if name == "torch" else {}  # inductor: the torch backend's CPU path
         self.backend = backend_class(name)(artifact, device=device, precision=precision, threads=threads,
-                                           trust_pickle=trust_pickle)
+                                           trust_pickle=trust_pickle, **extra)
 
     @property
     def meta(self):
@@ -180,7 +181,8 @@ class Sampler:
 
 
 def load(path: str | os.PathLike, backend: str | None = None, device: str = "cpu", precision: str = "fp32",
-         threads: int = 0, trust_pickle: bool = False) -> Sampler:
+         threads: int = 0, trust_pickle: bool = False, compile: bool = True) -> Sampler:
     """A Sampler for the artifact at `path` (.onnx, .plan/.engine, .pt2). backend None:
-    the one for the file type; trust_pickle: allow a .pt2 that holds pickled data."""
-    return Sampler(load_artifact(path), backend, device, precision, threads, trust_pickle)
+    the one for the file type; trust_pickle: allow a .pt2 that holds pickled data; compile:
+    the torch backend compiles its blocks of steps on a CPU (tens of seconds, once)."""
+    return Sampler(load_artifact(path), backend, device, precision, threads, trust_pickle, compile)

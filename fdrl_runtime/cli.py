@@ -81,18 +81,20 @@ def parse_classes(one: int | None, many: str | None, artifact) -> list[int] | No
 @click.option("--classes", "classes", help="Class-conditional artifacts: balanced over these, e.g. 0-9 (the default: all).")
 @click.option("--threads", type=int, default=0, help="CPU workers (default: every core this process may use).")
 @click.option("--overwrite", is_flag=True, help="Start over instead of completing an earlier run in --out.")
+@click.option("--compile/--no-compile", "compile_", default=True, show_default=True,
+              help="torch backend on a CPU: compile blocks of steps with inductor (tens of seconds once, then 2-4x faster).")
 @click.option("--trust-pickle", is_flag=True, help="Load a .pt2 even if it holds pickled data (which runs code when loaded).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def main(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
-         one_class, classes, threads, overwrite, trust_pickle, quiet):
+         one_class, classes, threads, overwrite, compile_, trust_pickle, quiet):
     """Generate samples: prior draw, K + kappa flow steps, clamp, write."""
     with cli_errors("fdrl-infer", "interrupted; finished shards are kept: run the same command again to complete the rest"):
         run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
-            threads, overwrite, quiet, one_class, classes, trust_pickle)
+            threads, overwrite, quiet, one_class, classes, trust_pickle, compile_)
 
 
 def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
-        threads, overwrite, quiet, one_class=None, classes=None, trust_pickle=False):
+        threads, overwrite, quiet, one_class=None, classes=None, trust_pickle=False, compile_=True):
     for name, value in (("-n", n), ("--batch", batch), ("--steps", steps), ("--shard-size", shard_size)):
         if value is not None and value <= 0:
             raise UsageError(f"{name} {value}: must be a positive integer")
@@ -135,7 +137,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
         with folder_lock(out_path, "fdrl-infer", f"{LOCK_NAME}-{shard_index}of{shard_count}"):
             summary, result, be, owned = _generate_into(
                 out_path, artifact, name, device, precision, threads, trust_pickle, fmt, overwrite, engine, seed,
-                steps, class_list, init, init_x, n, shard_size, shard_index, shard_count, quiet, batch, grid)
+                steps, class_list, init, init_x, n, shard_size, shard_index, shard_count, quiet, batch, grid, compile_)
     except BaseException:
         # A run that failed before finishing a shard leaves no empty folders behind.
         if created and not any(p.is_file() for p in out_path.rglob("*")):
@@ -148,17 +150,18 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
 
 
 def _generate_into(out_path, artifact, name, device, precision, threads, trust_pickle, fmt, overwrite, engine, seed,
-                   steps, class_list, init, init_x, n, shard_size, shard_index, shard_count, quiet, batch, grid):
+                   steps, class_list, init, init_x, n, shard_size, shard_index, shard_count, quiet, batch, grid,
+                   compile_=True):
     with Sampler(artifact, name, device=device, precision=precision, threads=threads,
-                 trust_pickle=trust_pickle) as sampler:
+                 trust_pickle=trust_pickle, compile=compile_) as sampler:
         be = sampler.backend
         folder = RunFolder(out_path, fmt, artifact.is_image)
         folder.prepare(overwrite)
         # What the samples are: a rerun must make the same ones (noise is keyed by sample id,
-        # so batch and shard count do not matter; backend and precision change the numbers).
+        # so batch and shard count do not matter; backend, compilation and precision change the numbers).
         artifact_sha = sha256_file(engine)
         folder.claim({"artifact_sha256": artifact_sha, "seed": seed, "steps": steps, "format": fmt,
-                      "backend": be.name, "precision": precision, "classes": class_list,
+                      "backend": be.numerics, "precision": precision, "classes": class_list,
                       "init": None if init is None else {"path": str(Path(init).resolve()),
                                                          "sha256": _init_digest(init_x)}}, n, shard_size)
         plan = Plan(n, shard_size, shard_index, shard_count)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from fdrl_core.calls import CompiledOrPlain, side_by_side
 from fdrl_core.flow import euler_maruyama as flow  # noqa: F401  (the update, written once)
 
 from .drift import DriftGraph
@@ -28,23 +29,10 @@ class GraphFlow:
                  workers: int = 1, channels_last: bool = False, cuda_graphs: bool = False):
         self.graph, self.eta, self.nu, self.chunk = graph, float(eta), float(nu), chunk
         self.workers, self.channels_last, self.cuda_graphs = max(1, workers), channels_last, cuda_graphs
-        self._run_chunk = self._first_compiled_call if compile else self._chunk
-        self._compiled = torch.compile(self._chunk, dynamic=False) if compile else None
+        self._run_chunk = (CompiledOrPlain(torch.compile(self._chunk, dynamic=False), self._chunk, "compile_flow")
+                           if compile else self._chunk)
         self._pool = None
         self._graphs: dict[tuple, tuple] = {}
-
-    def _first_compiled_call(self, weights, x, xi):
-        """torch.compile needs a C++ compiler on the CPU; without one, say so once and go on eager."""
-        try:
-            out = self._compiled(weights, x, xi)
-            self._run_chunk = self._compiled
-        except Exception as e:  # inductor raises many kinds (missing compiler, unsupported op)
-            import warnings
-            warnings.warn(f"compile_flow: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                          "running the flow uncompiled", RuntimeWarning, stacklevel=2)
-            self._run_chunk = self._chunk
-            out = self._chunk(weights, x, xi)
-        return out
 
     def _chunk(self, weights, x, xi):
         return flow(lambda x_: self.graph(weights, x_)[0], x, xi.shape[0], self.eta, self.nu, lambda k: xi[k])
@@ -74,10 +62,8 @@ class GraphFlow:
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
             self._pool = ThreadPoolExecutor(self.workers - 1)
-        xs, xis = x.tensor_split(self.workers), xi.tensor_split(self.workers, dim=1)
-        futures = [self._pool.submit(self._run_chunk, weights, a, b) for a, b in zip(xs[1:], xis[1:])]
-        first = self._run_chunk(weights, xs[0], xis[0])
-        return torch.cat([first] + [f.result() for f in futures])
+        parts = list(zip(x.tensor_split(self.workers), xi.tensor_split(self.workers, dim=1)))
+        return torch.cat(side_by_side(self._pool, lambda _, p: self._run_chunk(weights, *p), parts))
 
     @torch.no_grad()
     def __call__(self, weights: list[torch.Tensor], x: torch.Tensor, steps: int, g: torch.Generator,

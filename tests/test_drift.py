@@ -29,11 +29,11 @@ def make(model, sn=False, attn=False, seed=0):
     return cfg, m
 
 
-def reference_drift(m, twin, divergence, x):
-    """grad_x f'(D(x)) by float64 autograd through the plain twin with m's weights."""
+def reference_drift(m, twin, divergence, x, dtype=torch.float64):
+    """grad_x f'(D(x)) by autograd (float64 unless told) through the plain twin with m's weights."""
     from torch.func import functional_call
-    params = {k: v.detach().double() for k, v in plain_params(m).items()}
-    x = x.double().requires_grad_(True)
+    params = {k: v.detach().to(dtype) for k, v in plain_params(m).items()}
+    x = x.to(dtype).requires_grad_(True)
     out = functional_call(twin, params, (x,))
     (g,) = torch.autograd.grad(DIVERGENCES[divergence].f_prime(out).sum(), x)
     return g
@@ -66,7 +66,12 @@ def test_drift_graph_matches_float64_autograd(model, sn, attn, portable):
     err = per_sample_rel_err(got32, ref)
     assert err.median() < 1e-5, err
     if not big:  # an outlier fraction means something only over many samples
-        assert (err > 1e-4).float().mean() <= 0.02, err
+        # A few samples can be ill-conditioned in float32 for any derivation: on some CPUs
+        # (their BLAS kernels round differently) the MNIST ResNet under JS has 2 of 64 at 5%,
+        # PyTorch's own float32 autograd exactly as far off. An outlier is a sample where the
+        # graph is off by > 1e-4 *and* twice as far as float32 autograd.
+        err_autograd32 = per_sample_rel_err(reference_drift(m, twin, divergence, x, torch.float32).double(), ref)
+        assert ((err > 1e-4) & (err > 2 * err_autograd32)).float().mean() <= 0.02, (err, err_autograd32)
 
 
 @pytest.mark.parametrize("divergence", list(DIVERGENCES))
@@ -110,8 +115,8 @@ def test_a_failing_compile_falls_back_to_the_same_eager_flow():
 
     def no_compiler(*a):
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
-    broken._compiled = no_compiler
+    broken._run_chunk.compiled = no_compiler
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         got = broken(w, x, 12, torch.Generator().manual_seed(3))
     assert torch.equal(got, eager)
-    assert broken._run_chunk == broken._chunk  # later chunks skip the failing compile
+    assert broken._run_chunk.fell_back  # later chunks skip the failing compile

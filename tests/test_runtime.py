@@ -249,10 +249,36 @@ def test_a_pt2_with_a_pickle_is_refused_unless_trusted(artifacts, tmp_path, what
     assert_user_error(infer(str(evil), tmp_path / "o", "-n", "4"), "pickled", "--trust-pickle")
     assert not marker.exists() and not (tmp_path / "o").exists()
     # The attack is real: with the flag, loading runs the payload.
-    infer(str(evil), tmp_path / "o2", "-n", "4", "--trust-pickle")
+    infer(str(evil), tmp_path / "o2", "-n", "4", "--trust-pickle", "--no-compile")
     assert marker.exists()
     # An archive as fdrl-export writes it holds no pickle and loads without the flag.
-    assert infer(artifacts["toy.pt2"], tmp_path / "o3", "-n", "4").returncode == 0
+    assert infer(artifacts["toy.pt2"], tmp_path / "o3", "-n", "4", "--no-compile").returncode == 0
+
+
+def test_the_compiled_torch_backend_equals_the_program_and_onnxruntime(artifacts):
+    """The torch backend's CPU path: inductor-compiled blocks of steps, a padded last batch
+    (37 = 16 + 16 + 5) and a short last block (23 = 10 + 10 + 3, run uncompiled), against the
+    same .pt2 run op by op and against the .onnx on ONNX Runtime (another backend)."""
+    from fdrl_runtime.api import load
+    kw = dict(n=37, seed=3, steps=23, batch=16)
+    plain = load(artifacts["toy.pt2"], compile=False)
+    assert plain.backend.numerics == "torch"
+    compiled = load(artifacts["toy.pt2"])
+    got = compiled.sample(**kw)
+    assert not compiled.backend.compiled.untried and compiled.backend.numerics == "torch+inductor"
+    want = plain.sample(**kw)
+    assert np.isfinite(want).all() and np.abs(want).max() > 0.1
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got, load(artifacts["toy.onnx"]).sample(**kw), rtol=0, atol=1e-5)
+    # Without a working compiler: one warning, then the program op by op, the same numbers.
+    broken = load(artifacts["toy.pt2"])
+
+    def no_compiler(*a):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+    broken.backend.compiled.compiled = no_compiler
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        np.testing.assert_array_equal(broken.sample(**kw), want)
+    assert broken.backend.numerics == "torch"
 
 
 def test_a_rerun_into_the_same_folder_completes_extends_or_is_refused(artifacts, tmp_path):

@@ -31,6 +31,11 @@ class Backend:
             raise BackendError(f"backend {self.name} runs {', '.join(self.precisions)}, not {precision}")
         self.artifact, self.device, self.precision, self.threads = artifact, device, precision, threads
 
+    @property
+    def numerics(self) -> str:
+        """What decides the numbers this backend makes (a run folder records it: a rerun must match)."""
+        return self.name
+
     def drift(self, x, y=None):
         """grad_x f'(r(x)) (or of r(x|y) for a class-conditional artifact, labels y)."""
         raise NotImplementedError

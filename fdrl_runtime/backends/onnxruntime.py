@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from fdrl_core.calls import side_by_side
 from fdrl_core.errors import one_line
 from fdrl_core.launch import available_cores
 
@@ -92,12 +93,6 @@ class OnnxRuntimeBackend(Backend):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(model_bytes, so, providers=self.providers)
 
-    def _parallel(self, fn, parts):
-        """fn(session_index, part) for each part, side by side; results in order."""
-        futures = [self.pool.submit(fn, i, p) for i, p in enumerate(parts[1:], 1)]
-        first = fn(0, parts[0])
-        return [first] + [f.result() for f in futures]
-
     def drift(self, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         x = self.to_numpy(x)
         if not self.sessions:
@@ -106,7 +101,7 @@ class OnnxRuntimeBackend(Backend):
         xs = np.array_split(x, n)
         ys = [None] * n if y is None else np.array_split(np.asarray(y), n)
         feeds = [{"x": a} if b is None else {"x": a, "y": b} for a, b in zip(xs, ys)]
-        outs = self._parallel(lambda i, f: self.sessions[i].run(["drift"], f)[0], feeds)
+        outs = side_by_side(self.pool, lambda i, f: self.sessions[i].run(["drift"], f)[0], feeds)
         return outs[0] if n == 1 else np.concatenate(outs)
 
     def _loaded(self, model_bytes: bytes, what: str):
@@ -145,7 +140,7 @@ class OnnxRuntimeBackend(Backend):
                 feed["y"] = y[a:b]
             return sessions[i].run(["x_out"], feed)[0]
 
-        outs = self._parallel(run, parts)
+        outs = side_by_side(self.pool, run, parts)
         return outs[0] if n == 1 else np.concatenate(outs)
 
     def _run_bound(self, session, x, noise_block, steps, nu, y):
