@@ -390,7 +390,9 @@ def _plot(rows, steps, total, path, title: str, subtitle: str):
 
 
 def bench_training(config: str, overrides, repeats: int, warmup_s: float = 1.0) -> None:
-    """Training steps/s of fdrl-train against the reference-style training step."""
+    """Training steps/s of fdrl-train (as configured) against the reference-style training
+    step and against fdrl-train with the flow's compilation flipped (compile_flow: the same
+    step with its flow through torch.compile, or not), same model, batch and K."""
     import torch
 
     from fdrl_train.config import load_config
@@ -400,17 +402,21 @@ def bench_training(config: str, overrides, repeats: int, warmup_s: float = 1.0) 
     cfg = load_config(config, list(overrides))
     cfg["sample_every"] = 0
     trainer = Trainer(cfg, None, quiet=True)
+    flipped = Trainer({**cfg, "compile_flow": not cfg["compile_flow"]}, None, quiet=True)
+    flipped.model.load_state_dict(trainer.model.state_dict())
     torch.manual_seed(cfg["seed"])
     from fdrl_train.models import build_model
     ref_model = build_model(cfg, trainer.shape)
     ref_model.load_state_dict(trainer.model.state_dict())
     g = torch.Generator().manual_seed(1)
     ref = ReferenceTrainStep(ref_model, lambda b: trainer.data.sample(b, g), lambda b: trainer.prior.sample(b, g), cfg)
-    rows = {"reference-style": Row("reference-style", cfg["batch_size"]), "fdrl-train": Row("fdrl-train", cfg["batch_size"])}
-    interleave({"reference-style": ref, "fdrl-train": trainer.train_step}, rows, repeats, warmup_s)
+    other = f"fdrl-train, compile_flow={str(not cfg['compile_flow']).lower()}"
+    rows = {k: Row(k, cfg["batch_size"]) for k in ("reference-style", "fdrl-train", other)}
+    interleave({"reference-style": ref, "fdrl-train": trainer.train_step, other: flipped.train_step}, rows, repeats,
+               warmup_s)
     ref_s = float(np.median(rows["reference-style"].seconds))
     click.echo(f"training steps: {cfg['dataset']} {cfg['model']} batch {cfg['batch_size']} K={cfg['flow_steps']} "
-               f"compile_flow={cfg['compile_flow']}, {repeats} interleaved repeats")
+               f"compile_flow={cfg['compile_flow']} (fdrl-train's row), {repeats} interleaved repeats")
     click.echo("| loop | steps/s (median) | s/step min | s/step max | vs reference |\n| --- | ---: | ---: | ---: | ---: |")
     for r in rows.values():
         med = float(np.median(r.seconds))

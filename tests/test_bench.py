@@ -58,3 +58,16 @@ def test_bench_on_an_artifact_finds_its_checkpoint(tmp_path):
                               str(tmp_path / "other.pt")), "not the checkpoint this artifact was exported from")
     assert_user_error(run_cli("fdrl_bench.cli", str(tmp_path / "m.onnx"), *args, "--checkpoint",
                               str(tmp_path / "gone.pt")), "--checkpoint", "no such file")
+
+
+def test_bench_training_rows_side_by_side():
+    """fdrl-bench --train: fdrl-train's step beside the reference-style step and beside itself
+    with the flow's compilation flipped, each with a ratio to the reference."""
+    p = run_cli("fdrl_bench.cli", "--train", "swissroll", "--set", "batch_size=64", "--set", "flow_steps=4",
+                "--repeats", "2", "--warmup", "0")
+    assert p.returncode == 0, p.stderr
+    rows = {l.split("|")[1].strip(): l for l in p.stdout.splitlines() if l.startswith("| ") and "---" not in l
+            and "steps/s" not in l}
+    assert set(rows) == {"reference-style", "fdrl-train", "fdrl-train, compile_flow=false"}
+    assert rows["reference-style"].rstrip().endswith("| 1.00× |")
+    assert all(float(r.split("|")[2]) > 0 for r in rows.values())
