@@ -71,3 +71,27 @@ def test_bench_training_rows_side_by_side():
     assert set(rows) == {"reference-style", "fdrl-train", "fdrl-train, compile_flow=false"}
     assert rows["reference-style"].rstrip().endswith("| 1.00× |")
     assert all(float(r.split("|")[2]) > 0 for r in rows.values())
+
+
+def test_cpu_tables_script_regenerates_the_results_tables(tmp_path):
+    """benchmarks/cpu_tables.sh --small: every fdrl-bench run of RESULTS.md's CPU tables, at toy
+    sizes, spliced between the markers of a results file; the text around them kept."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# head\n<!-- cpu-tables:start -->\nold tables\n<!-- cpu-tables:end -->\ntail\n")
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+           "PYTHONWARNINGS": "ignore"}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "cpu_tables.sh"), "--small", str(tmp_path / "out"),
+                        str(results)], capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=900)
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
+    text = results.read_text()
+    assert text.startswith("# head\n<!-- cpu-tables:start -->\n") and text.endswith("<!-- cpu-tables:end -->\ntail\n")
+    assert "old tables" not in text
+    for title in ("toy MLP", "MNIST ResNet", "CIFAR-10 ResNet", "Training step: swiss roll"):
+        assert f"### Flow step: {title}" in text or f"### {title}" in text, title
+    assert text.count("| runtime onnxruntime |") >= 3 and "| fdrl-train |" in text
+    assert "    fdrl-bench --model mlp --batch 64" in text  # each table under the command that made it
