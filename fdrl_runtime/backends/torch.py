@@ -3,9 +3,9 @@ on a GPU, CUDA graphs and autocast.
 
 The only backend that imports torch, and only when chosen. On the CPU the program run op
 by op is slower than the reference autograd loop (the exported graph's backward ops go
-through Python one by one); torch.compile of a whole block of steps fuses them: 2.2-11x
-the uncompiled program on the toy MLP, 2.5x on the MNIST ResNet, 3.8x with the batch split
-over one worker per core (benchmarks/NOTES.md, "torch backend"). Compiling costs tens of
+through Python one by one); torch.compile of a whole block of steps fuses them: 1.9-3.0x
+the uncompiled program on the toy MLP; on the MNIST ResNet 2.5x, 3.8x with the batch split
+over one worker per core (measured under load; benchmarks/NOTES.md, session 6). Compiling costs tens of
 seconds once per process and batch shape; compile=False (fdrl-infer --no-compile) skips it.
 """
 from __future__ import annotations
