@@ -12,7 +12,8 @@ decomposed while tracing (shared/DESIGN.md §5):
   weights for stride 1; a transposed convolution otherwise;
 - leaky_relu_backward -> grad * clamp(x * 1e30, slope, 1): the slope mask in two cheap
   ops instead of ONNX Runtime's slow `Where` (ORT CPU, MNIST ResNet: 97 ms -> 53 ms per
-  step; benchmarks/NOTES.md);
+  step; benchmarks/NOTES.md), its x being the activation's output (mask_from_activation_outputs),
+  so ORT fuses the Gemm or convolution before each activation;
 - _softmax_backward_data -> y * (g - sum(g * y)).
 """
 from __future__ import annotations
@@ -72,6 +73,29 @@ def _softmax_grad(grad, y, dim, input_dtype):
 
 def _log_softmax_grad(grad, y, dim, input_dtype):
     return grad - torch.exp(y) * grad.sum(dim, keepdim=True)
+
+
+def mask_from_activation_outputs(gm: torch.fx.GraphModule) -> int:
+    """Point each slope mask (clamp(a * MASK_GAIN, slope, 1)) at leaky_relu(a) instead of a.
+
+    The mask is the same (slope > 0: the output has the input's sign, and 0 stays 0), but the
+    convolution or Gemm before the activation then has one consumer, so ONNX Runtime fuses
+    the pair (FusedConv / FusedGemm) and skips one pass over the activation. Returns how
+    many masks were moved."""
+    moved = 0
+    for node in gm.graph.nodes:
+        if node.target is not aten.mul.Tensor or len(node.args) != 2 or node.args[1] != MASK_GAIN:
+            continue
+        a = node.args[0]
+        acts = [u for u in getattr(a, "users", ()) if u.target is aten.leaky_relu.default
+                and u.args[0] is a and len(u.args) > 1 and float(u.args[1]) > 0]
+        if acts:
+            node.replace_input_with(a, acts[0])
+            moved += 1
+    if moved:
+        gm.graph.lint()
+        gm.recompile()
+    return moved
 
 
 PORTABLE_DECOMPOSITIONS = {
@@ -151,6 +175,8 @@ class DriftGraph:
             inputs += (y,)
         self.graph = make_fx(drift, tracing_mode="symbolic",
                              decomposition_table=PORTABLE_DECOMPOSITIONS if portable else {})(*inputs)
+        if portable:
+            mask_from_activation_outputs(self.graph)
 
     def weights(self, params: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         missing = [n for n in self.names if n not in params]

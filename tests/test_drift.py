@@ -120,3 +120,31 @@ def test_a_failing_compile_falls_back_to_the_same_eager_flow():
         got = broken(w, x, 12, torch.Generator().manual_seed(3))
     assert torch.equal(got, eager)
     assert broken._run_chunk.fell_back  # later chunks skip the failing compile
+
+
+@pytest.mark.parametrize("model", ["mlp", "resnet8"])
+def test_slope_masks_read_the_activation_output_and_change_nothing(model, monkeypatch):
+    """The portable graph's masks read leaky_relu(a), not a (so ORT can fuse the Gemm or conv
+    before each activation); the drift is bit-for-bit the one with masks on a, including
+    pre-activations that are exactly 0 (a zeroed first-layer unit)."""
+    import fdrl_train.drift as drift_mod
+    cfg, m = make(model)
+    with torch.no_grad():
+        params = dict(m.named_parameters())
+        name = next(n for n, p in params.items() if p.dim() >= 2)
+        params[name][0].zero_()
+        bias = params.get(name[: -len("weight")] + "bias")
+        if bias is not None:
+            bias[0] = 0.0
+    twin = plain_twin(cfg, SHAPES[model])
+    moved = DriftGraph(twin, DIVERGENCES["KL"], SHAPES[model], portable=True)
+    masks = [n for n in moved.graph.graph.nodes if n.target is torch.ops.aten.mul.Tensor and n.args[1] == drift_mod.MASK_GAIN]
+    acts = [n for n in moved.graph.graph.nodes if n.target is torch.ops.aten.leaky_relu.default]
+    assert masks and len(masks) == len(acts)
+    assert all(n.args[0].target is torch.ops.aten.leaky_relu.default for n in masks)
+    monkeypatch.setattr(drift_mod, "mask_from_activation_outputs", lambda gm: 0)
+    on_input = DriftGraph(twin, DIVERGENCES["KL"], SHAPES[model], portable=True)
+    w = moved.weights({k: v.detach() for k, v in plain_params(m).items()})
+    x = torch.randn(33, *SHAPES[model])
+    a, b = moved(w, x), on_input(w, x)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

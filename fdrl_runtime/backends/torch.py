@@ -107,7 +107,8 @@ class TorchBackend(Backend):
             return (self.module(x) if y is None else self.module(x, y))[0].float()
 
     def run_steps(self, x, noise_block, eta, nu, y=None):
-        if self.compiled is not None and len(noise_block) == NOISE_BLOCK:
+        # Once compiling has failed, the plain path: unpadded, so the same shapes as --no-compile.
+        if self.compiled is not None and not self.compiled.fell_back and len(noise_block) == NOISE_BLOCK:
             return self._compiled_steps(x, noise_block, eta, nu, y)
         if self.dev.type != "cuda" or len(noise_block) != NOISE_BLOCK or y is not None:
             return euler_steps(lambda x_: self.drift(x_, y), x, noise_block, eta, nu)
