@@ -82,10 +82,11 @@ class GraphFlow:
             done = 0
             while done < steps:
                 n = min(self.chunk, steps - done)
+                # A generator on the GPU draws there; the host's draws are copied up.
                 if rows is None:
-                    xi = torch.randn((n,) + tuple(x.shape), generator=g)
+                    xi = torch.randn((n,) + tuple(x.shape), generator=g, device=g.device)
                 else:
-                    xi = torch.randn((n, total) + tuple(x.shape[1:]), generator=g)[:, rows]
+                    xi = torch.randn((n, total) + tuple(x.shape[1:]), generator=g, device=g.device)[:, rows]
                 xi = xi.to(device=x.device, dtype=x.dtype)
                 if self.cuda_graphs and x.is_cuda and n == self.chunk:
                     x = self._graph_chunk(weights, x, xi)

@@ -120,8 +120,21 @@ def build_model(cfg: dict, sample_shape: tuple[int, ...]) -> nn.Module:
         for m in list(model.modules()):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 _spectral_norm(m)
+                _sn_hook(m).__class__ = FP32SpectralNorm
         converge_spectral_norm(model)
     return model
+
+
+class FP32SpectralNorm(SpectralNorm):
+    """torch's spectral norm with its power iteration and sigma outside autocast: under CUDA
+    autocast `mv` runs in bf16 and sigma (3 significant digits) would scale every weight by
+    its rounding error; the iteration is a few matrix-vector products, fp32 costs nothing.
+    (Installed by changing the hook's class, so state-dict hooks and isinstance checks hold.)"""
+
+    def compute_weight(self, module, do_power_iteration):
+        weight = getattr(module, self.name + "_orig")
+        with torch.autocast(weight.device.type, enabled=False):
+            return super().compute_weight(module, do_power_iteration)
 
 
 def converge_spectral_norm(model: nn.Module) -> None:

@@ -84,6 +84,14 @@ def make_flow(graph: DriftGraph, cfg: dict, image: bool, on_gpu: bool = False) -
                      channels_last=image)
 
 
+def flow_drift_graph(cfg: dict, shape: tuple[int, ...], divergence) -> DriftGraph:
+    """The drift graph training's flow runs. Under amp it is the portable graph: autocast
+    casts `convolution` to bf16 but not `convolution_backward`, whose cuDNN kernel refuses
+    bf16 activations with fp32 weights; the portable graph writes the input gradient as
+    plain (transposed) convolutions, which autocast casts like the forward ones."""
+    return DriftGraph(plain_twin(cfg, shape), divergence, shape, portable=cfg["amp"] != "none")
+
+
 def lr_at(cfg: dict, step: int) -> float:
     """Learning rate for 0-based step `step`: lr * gamma^(milestones <= step)."""
     return cfg["lr"] * cfg["lr_gamma"] ** sum(1 for m in cfg["lr_milestones"] if m <= step)
@@ -114,7 +122,10 @@ class Trainer:
                     if cfg["ema_rate"] > 0 else None)
         self.step = 0
         self.gen = torch.Generator().manual_seed(cfg["seed"])
-        self.drift = DriftGraph(plain_twin(cfg, self.shape), self.divergence, self.shape)
+        # On a GPU the flow's noise is drawn there (no host draw and copy per chunk of steps),
+        # from a generator of its own, saved with the checkpoint's RNG state.
+        self.flow_gen = (torch.Generator(device=dev).manual_seed(cfg["seed"] + 1) if dev.type == "cuda" else None)
+        self.drift = flow_drift_graph(cfg, self.shape, self.divergence)
         self.flow = make_flow(self.drift, cfg, image=len(self.shape) == 3, on_gpu=dev.type == "cuda")
 
     # --- one step of Algorithm 1 -------------------------------------------------------
@@ -141,7 +152,9 @@ class Trainer:
             x_data = torch.where(flip[:, None, None, None], x_data.flip(3), x_data)
         x0 = self.prior.sample(b, g)
         with self._autocast():
-            x_flowed = self.flow(self.current_weights(), x0[rows].to(dev), cfg["flow_steps"], g, rows=rows, total=b)
+            x_flowed = self.flow(self.current_weights(), x0[rows].to(dev), cfg["flow_steps"],
+                                 g if self.flow_gen is None else self.flow_gen,
+                                 rows=rows, total=b)
         x_data = x_data[rows].to(dev)
         self.model.train()
         with self._autocast():
@@ -189,7 +202,8 @@ class Trainer:
             self.cfg, cpu(self.model.state_dict()), cpu(self.ema), self.prior.state(), self.shape, self.data.value_range,
             self.step, optim=self.optim.state_dict(),
             scheduler={"base_lr": self.cfg["lr"], "milestones": list(self.cfg["lr_milestones"]), "gamma": self.cfg["lr_gamma"]},
-            rng={"torch": self.gen.get_state()}, source={"kind": "fdrl-train"})
+            rng={"torch": self.gen.get_state(),
+                 **({"flow": self.flow_gen.get_state()} if self.flow_gen is not None else {})}, source={"kind": "fdrl-train"})
 
     def save(self) -> None:
         if not self.place.is_main:
@@ -219,6 +233,8 @@ class Trainer:
         t.step = int(ckpt["step"])
         if ckpt.get("rng"):
             t.gen.set_state(ckpt["rng"]["torch"])
+            if t.flow_gen is not None and "flow" in ckpt["rng"]:
+                t.flow_gen.set_state(ckpt["rng"]["flow"])
         return t
 
     # --- the loop --------------------------------------------------------------------------
