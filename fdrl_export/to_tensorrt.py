@@ -1,4 +1,11 @@
-"""ONNX -> TensorRT engine (written to the TensorRT 10 Python API; built where it imports).
+"""ONNX -> TensorRT engine (written to the TensorRT 10 and 11 Python APIs; built where it imports).
+
+TensorRT 11 removed the weak-typing builder flags (BuilderFlag.FP16 / BF16 /
+OBEY_PRECISION_CONSTRAINTS): its networks are strongly typed, their precision is the ONNX
+graph's. fp32 engines build on both; fp16 / bf16 engines use TensorRT 10's flags with the
+fp32 layers named below, and on 11 are refused in one line (this project writes no
+mixed-precision ONNX graph yet). Nothing here has run: no machine of this project has
+TensorRT (shared/DESIGN.md §4).
 
 The engine is built from the fused step graph (inputs x and noise, output x_next, see
 fdrl_core.step_graph.step_model) so the runtime can capture the whole K + kappa loop as one CUDA
@@ -97,11 +104,31 @@ def fp32_layer_names(network, trt) -> list[str]:
     return keep
 
 
+def weak_typing(trt) -> bool:
+    """Whether this TensorRT has the precision builder flags (10.x; removed in 11)."""
+    return all(hasattr(trt.BuilderFlag, f) for f in ("FP16", "BF16", "OBEY_PRECISION_CONSTRAINTS"))
+
+
 def build_engine(onnx_bytes: bytes, sample_shape, settings: EngineSettings, log=print) -> bytes:
     trt = require_tensorrt()
+    try:
+        return _build_engine(trt, onnx_bytes, settings, log)
+    except ExportError:
+        raise
+    except Exception as e:  # TensorRT's Python API raises plain RuntimeError/TypeError/AttributeError
+        raise ExportError(f"TensorRT {getattr(trt, '__version__', '?')} failed to build the engine: "
+                          f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}") from None
+
+
+def _build_engine(trt, onnx_bytes: bytes, settings: EngineSettings, log) -> bytes:
+    weak = weak_typing(trt)
+    if settings.precision != "fp32" and not weak:
+        raise ExportError(f"TensorRT {trt.__version__} builds strongly typed networks only, and this export's "
+                          f"graph is fp32: --precision {settings.precision} needs TensorRT 10 "
+                          "(pip install 'tensorrt>=10,<11'); --precision fp32 builds here")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    network = builder.create_network(0)  # explicit batch is the only mode since 10; 11 types it strongly
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -116,7 +143,8 @@ def build_engine(onnx_bytes: bytes, sample_shape, settings: EngineSettings, log=
     config.add_optimization_profile(profile)
     # fp32 means fp32: TensorRT would otherwise run convolutions in TF32 on Ampere and later
     # (10-bit mantissa), far outside the export check's 1e-5.
-    config.clear_flag(trt.BuilderFlag.TF32)
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
     if settings.precision in ("fp16", "bf16"):
         config.set_flag(trt.BuilderFlag.FP16 if settings.precision == "fp16" else trt.BuilderFlag.BF16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)

@@ -13,6 +13,8 @@ over this module (cli.py adds run folders, shards and pictures).
 """
 from __future__ import annotations
 
+import math
+
 import os
 import re
 from typing import Iterator, Sequence
@@ -37,7 +39,12 @@ class NonFiniteSamples(FdrlError, RuntimeError):
 
 
 def default_batch(artifact: Artifact, device: str) -> int:
-    return 256 if device.startswith("cuda") else 64 if artifact.is_image else 1024
+    """CPU: 1024 points, 64 images (benchmarks/RESULTS.md). GPU: 1024 up to CIFAR's size
+    (on the H200 1024 beat 256 by 10% in bf16), 256 above it, whose activations at 1024
+    would not fit a smaller GPU."""
+    if device.startswith("cuda"):
+        return 1024 if math.prod(artifact.sample_shape) <= 3 * 32 * 32 else 256
+    return 64 if artifact.is_image else 1024
 
 
 def resolve_classes(artifact: Artifact, classes) -> list[int] | None:

@@ -320,3 +320,19 @@ def test_launcher_ranks_are_checked_like_shard(artifacts, tmp_path, env, fragmen
                 "--quiet", env=env)
     assert_user_error(p, fragment, "--shard")
     assert not (tmp_path / "o").exists()
+
+
+def test_channels_last_torch_backend_equals_nchw(artifacts):
+    """The GPU's layout path (weights converted once, x per block), run on the CPU: the same
+    samples as the NCHW program within fp32 rounding."""
+    from fdrl_runtime.artifact import load_artifact
+    from fdrl_runtime.backends.torch import TorchBackend
+    from fdrl_runtime.loop import sample_batch
+    art = load_artifact(artifacts["mnist.pt2"])
+    nchw = TorchBackend(art, compile=False)
+    nhwc = TorchBackend(art, compile=False, channels_last=True)
+    assert not nchw.channels_last and nhwc.channels_last  # on a CPU NCHW unless asked
+    ids = np.arange(12, dtype=np.int64)
+    want, got = (sample_batch(be, art, ids, 4, art.default_steps) for be in (nchw, nhwc))
+    assert np.abs(want).max() > 0.1
+    assert np.median(rel_l2(got, want)) < 1e-5 and rel_l2(got, want).max() < 1e-3

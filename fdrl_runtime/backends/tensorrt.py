@@ -1,7 +1,7 @@
 """TensorRT: the fused step engine (x, noise -> x_next, drift) from fdrl-export, on one stream,
 blocks of steps captured as CUDA graphs and replayed.
 
-Written to the TensorRT 10 Python API and NVIDIA's cuda-python (cudart) for memory,
+Written to the TensorRT 10 and 11 Python APIs (execution is the same in both) and NVIDIA's cuda-python (cudart) for memory,
 streams and graphs; it runs only where both import and a GPU is present (none of this
 project's machines has TensorRT: shared/DESIGN.md §4). The noise is drawn outside the
 engine (TensorRT's RandomNormal ignores its seed): on the GPU with CuPy when it is
@@ -42,13 +42,17 @@ class DeviceArray:
         self.ptr = _check(cudart.cudaMalloc(self.nbytes))
 
     def upload(self, a, stream):
-        """From a host numpy array, or device to device from a CuPy array."""
+        """From a host numpy array, or device to device from a CuPy array. CuPy computes on
+        its own current stream, which our non-blocking stream does not wait for: that
+        stream is synchronised first, or the copy could read the noise before it is drawn."""
         kinds = self.cudart.cudaMemcpyKind
         if isinstance(a, np.ndarray):
             a = np.ascontiguousarray(a, dtype=np.float32)
             src, kind = a.ctypes.data, kinds.cudaMemcpyHostToDevice
         else:
-            a = a.astype("float32", copy=False).ravel()  # CuPy: contiguous float32 on the device
+            import cupy
+            a = cupy.ascontiguousarray(a.astype("float32", copy=False)).ravel()
+            cupy.cuda.get_current_stream().synchronize()
             src, kind = a.data.ptr, kinds.cudaMemcpyDeviceToDevice
         _check(self.cudart.cudaMemcpyAsync(self.ptr, src, a.nbytes, kind, stream))
 
@@ -143,6 +147,15 @@ class TensorRTBackend(Backend):
                 raise BackendError("TensorRT enqueue failed")
 
     def run_steps(self, x, noise_block, eta, nu, y=None):
+        try:
+            return self._run_steps(x, noise_block, eta, nu, y)
+        except BackendError:
+            raise
+        except Exception as e:  # TensorRT and cuda-python raise plain RuntimeError/TypeError
+            raise BackendError(f"TensorRT failed while running the engine: {type(e).__name__}: "
+                               f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}") from None
+
+    def _run_steps(self, x, noise_block, eta, nu, y=None):
         if y is not None:
             raise BackendError("class-conditional TensorRT engines are not supported; use the .onnx or .pt2 artifact")
         cudart = self.cudart

@@ -1,5 +1,12 @@
 """PyTorch: the .pt2 program from fdrl-export; on a CPU, inductor-compiled blocks of steps;
-on a GPU, CUDA graphs and autocast.
+on a GPU, CUDA graphs, autocast and (images) channels_last.
+
+On a GPU, fp32 is exact fp32 (cuDNN's and cuBLAS's TF32 off: the accuracy yardstick); tf32
+allows TF32, PyTorch's own default for convolutions; bf16 / fp16 run under autocast with
+the update in fp32. Image models run in channels_last there (weights converted once at
+load, x at the start of each block): cuDNN's bf16 convolutions are NHWC kernels, and an
+NCHW graph pays a layout transform around each (H200, the CIFAR-10 ResNet: 392 against
+252-261 samples/s, shared/DESIGN.md §4).
 
 The only backend that imports torch, and only when chosen. On the CPU the program run op
 by op is slower than the reference autograd loop (the exported graph's backward ops go
@@ -9,6 +16,8 @@ over one worker per core (measured under load; benchmarks/NOTES.md, session 6). 
 seconds once per process and batch shape; compile=False (fdrl-infer --no-compile) skips it.
 """
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -47,9 +56,10 @@ def refuse_pickles(torch, path) -> None:
 
 class TorchBackend(Backend):
     name = "torch"
-    precisions = ("fp32", "bf16", "fp16")
+    precisions = ("fp32", "tf32", "bf16", "fp16")
 
-    def __init__(self, artifact, device="cpu", precision="fp32", threads=0, trust_pickle=False, compile=True):
+    def __init__(self, artifact, device="cpu", precision="fp32", threads=0, trust_pickle=False, compile=True,
+                 channels_last=None):
         super().__init__(artifact, device, precision, threads, trust_pickle)
         try:
             import torch
@@ -63,12 +73,22 @@ class TorchBackend(Backend):
         self.dev = torch.device(device)
         if not trust_pickle:
             refuse_pickles(torch, artifact.path)
+        import warnings
         try:
-            program = torch.export.load(str(artifact.path))
+            with warnings.catch_warnings():
+                # torch 2.11's loader wraps the archive's read-only bytes with frombuffer and warns
+                # that they are not writable; the weights are copied to the device right after.
+                warnings.filterwarnings("ignore", message="The given buffer is not writable")
+                program = torch.export.load(str(artifact.path))
         except Exception as e:  # a damaged archive raises many kinds of error
             raise BackendError(f"{artifact.path} cannot be loaded by torch.export: {str(e).splitlines()[0][:160]}") from None
         self.module = program.module().to(self.dev)
+        self.channels_last = (self.dev.type == "cuda" and len(artifact.sample_shape) == 3
+                              if channels_last is None else bool(channels_last) and len(artifact.sample_shape) == 3)
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.tf32 = precision != "fp32"  # TF32 only where fp32 is not asked for
         self.graphs: dict[tuple, tuple] = {}  # (batch, steps) -> (graph, x buffer, noise buffer)
         # CPU: full blocks of steps through inductor. Images split the batch over one
         # single-threaded worker per core (convolutions scale better that way on a few
@@ -106,13 +126,26 @@ class TorchBackend(Backend):
         with torch.no_grad(), torch.autocast(self.dev.type, dtype=self.autocast, enabled=self.autocast is not None):
             return (self.module(x) if y is None else self.module(x, y))[0].float()
 
+    def _tf32(self):
+        """cuDNN's and cuBLAS's TF32 as the precision says, for this call only (the flags are
+        process-wide; a CUDA graph keeps the kernels chosen when it was captured)."""
+        torch = self.torch
+        if self.dev.type != "cuda":
+            return contextlib.nullcontext()
+        return _tf32_flags(torch, self.tf32)
+
     def run_steps(self, x, noise_block, eta, nu, y=None):
         # Once compiling has failed, the plain path: unpadded, so the same shapes as --no-compile.
         if self.compiled is not None and not self.compiled.fell_back and len(noise_block) == NOISE_BLOCK:
             return self._compiled_steps(x, noise_block, eta, nu, y)
-        if self.dev.type != "cuda" or len(noise_block) != NOISE_BLOCK or y is not None:
-            return euler_steps(lambda x_: self.drift(x_, y), x, noise_block, eta, nu)
-        return self._replay(x, noise_block, eta, nu)
+        if self.channels_last:
+            x = x.contiguous(memory_format=self.torch.channels_last)
+        with self._tf32():
+            if self.dev.type != "cuda" or len(noise_block) != NOISE_BLOCK or y is not None:
+                out = euler_steps(lambda x_: self.drift(x_, y), x, noise_block, eta, nu)
+            else:
+                out = self._replay(x, noise_block, eta, nu)
+        return out.contiguous() if self.channels_last else out
 
     def _block(self, x, noise, y, eta: float, nu: float):
         """NOISE_BLOCK steps of flow.py's update; what inductor compiles (noise None: nu = 0)."""
@@ -179,6 +212,22 @@ class TorchBackend(Backend):
         if self.pool is not None:
             self.pool.shutdown(wait=True)
             self.pool = None
+
+
+class _tf32_flags:
+    """Set torch.backends.cudnn.allow_tf32 and cuda.matmul.allow_tf32; restore them on exit."""
+
+    def __init__(self, torch, allow: bool):
+        self.torch, self.allow = torch, allow
+
+    def __enter__(self):
+        b = self.torch.backends
+        self.saved = (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)
+        b.cudnn.allow_tf32 = b.cuda.matmul.allow_tf32 = self.allow
+
+    def __exit__(self, *exc):
+        b = self.torch.backends
+        b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = self.saved
 
 
 BACKEND = TorchBackend
