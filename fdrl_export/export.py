@@ -86,7 +86,11 @@ def _ort_session(model):
     diag.CopyFrom(model)
     masks = [n.output[0] for n in diag.graph.node if n.op_type == "Clip"]
     diag.graph.output.extend(onnx.helper.make_tensor_value_info(m, onnx.TensorProto.FLOAT, None) for m in masks)
+    import torch
     so = ort.SessionOptions()
+    # As many threads as torch was given (the export's own knob), not ORT's default of
+    # every physical core: beside other work that default is what ran out of threads.
+    so.intra_op_num_threads, so.inter_op_num_threads = torch.get_num_threads(), 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     return ort.InferenceSession(diag.SerializeToString(), so, providers=["CPUExecutionProvider"]), masks

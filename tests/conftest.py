@@ -6,8 +6,25 @@ from pathlib import Path
 import pytest
 import torch
 
+from fdrl_core.launch import available_cores
+
 ROOT = Path(__file__).resolve().parents[1]
-torch.set_num_threads(2)
+# pytest-xdist runs WORKERS processes side by side (scripts/test.sh): each gets its share of
+# the cores, and so do the commands it starts (OMP_NUM_THREADS, read by their torch), so
+# threads are not multiplied by workers on a small machine.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, available_cores() // WORKERS)
+torch.set_num_threads(THREADS)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+
+
+def ort_session(model_bytes):
+    """An ONNX Runtime CPU session with this worker's share of the cores, not spinning."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = THREADS, 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
 def per_sample_rel_err(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ class PerStepBackend(OnnxRuntimeBackend):
 
 
 @pytest.mark.parametrize("name", ["toy_ddp", "digits"])
-@pytest.mark.parametrize("variant", [{}, {"threads": 1}, {"io_binding": True}])
+@pytest.mark.parametrize("variant", [{}, {"threads": 1}, {"threads": 2}, {"io_binding": True}])
 def test_block_of_steps_matches_the_step_by_step_update(name, variant):
     art = load_artifact(FIXTURES / f"{name}.onnx")
     ids = np.arange(37)  # odd: the two workers get unequal halves

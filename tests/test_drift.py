@@ -148,3 +148,15 @@ def test_slope_masks_read_the_activation_output_and_change_nothing(model, monkey
     x = torch.randn(33, *SHAPES[model])
     a, b = moved(w, x), on_input(w, x)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_the_flow_split_over_workers_equals_one_worker():
+    """The CPU image flow splits the batch over one single-threaded worker per core; the
+    split changes nothing but who computes which rows (the suite's workers may have one core each)."""
+    cfg, m = make("resnet8")
+    graph = DriftGraph(plain_twin(cfg, SHAPES["resnet8"]), DIVERGENCES["KL"], SHAPES["resnet8"])
+    w = graph.weights({k: v.detach() for k, v in plain_params(m).items()})
+    x = torch.randn(9, *SHAPES["resnet8"])
+    one = GraphFlow(graph, 0.5, 0.1)(w, x, 12, torch.Generator().manual_seed(3))
+    two = GraphFlow(graph, 0.5, 0.1, workers=2)(w, x, 12, torch.Generator().manual_seed(3))
+    assert torch.allclose(one, two, rtol=0, atol=1e-5) and one.abs().max() > 0.1

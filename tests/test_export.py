@@ -3,7 +3,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, ort_session, run_cli
 from helpers import SHAPES, random_checkpoint
 
 from fdrl_export.check import check_drift
@@ -64,9 +64,8 @@ def test_raw_and_ema_weights_differ(tmp_path):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     _export(tmp_path / "a", ck, weights="ema")
     _export(tmp_path / "b", ck, weights="raw")
-    import onnxruntime as ort
     x = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
-    outs = [ort.InferenceSession(load_artifact(p / "model.onnx").payload).run(["drift"], {"x": x})[0]
+    outs = [ort_session(load_artifact(p / "model.onnx").payload).run(["drift"], {"x": x})[0]
             for p in (tmp_path / "a", tmp_path / "b")]
     assert not np.allclose(*outs)
 
@@ -89,8 +88,7 @@ def test_pt2_export_matches_onnx(tmp_path):
     _, onnx_path = _export(tmp_path, ck, "m.onnx")
     _, pt2_path = _export(tmp_path, ck, "m.pt2")
     x = np.random.default_rng(1).uniform(-1, 1, (7, 1, 8, 8)).astype(np.float32)
-    import onnxruntime as ort
-    a = ort.InferenceSession(load_artifact(onnx_path).payload).run(["drift"], {"x": x})[0]
+    a = ort_session(load_artifact(onnx_path).payload).run(["drift"], {"x": x})[0]
     b = torch.export.load(str(pt2_path)).module()(torch.from_numpy(x))[0].detach().numpy()
     assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
     # The same contract; only the .onnx carries its digest in the metadata (a .pt2 in a member of its own).
@@ -115,8 +113,7 @@ def test_reference_checkpoint_exports_and_matches_autograd(tmp_path):
     assert art.meta.prior == {"kind": "normal", "clamp": False, "std": 1.0} and art.meta.flow_steps == 200
     x = torch.randn(9, 2, dtype=torch.float64, requires_grad=True)
     (want,) = torch.autograd.grad((2 * mlp.double()(x)).sum(), x)
-    import onnxruntime as ort
-    got = ort.InferenceSession(art.payload).run(["drift"], {"x": x.detach().float().numpy()})[0]
+    got = ort_session(art.payload).run(["drift"], {"x": x.detach().float().numpy()})[0]
     assert np.abs(got - want.numpy()).max() <= 1e-5 * np.abs(want.numpy()).max()
 
 
