@@ -22,7 +22,7 @@ import numpy as np
 from fdrl_core.atomic import atomic_write_text
 from fdrl_core.cli import command
 from fdrl_core.errors import FdrlError, cli_errors
-from fdrl_core.launch import available_cores
+from fdrl_core.launch import available_cores, check_device, check_threads
 
 ROW_KINDS = ("eager", "graph", "compile", "onnxruntime", "torch", "tensorrt")
 
@@ -270,8 +270,8 @@ def main(target, model, backends, batches, precisions, device, steps, repeats, w
 
 def run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path,
               warmup_s=1.0, checkpoint=None):
-    if threads < 0 or threads > available_cores():
-        raise BenchError(f"--threads {threads}: give 0 (the runtime's choice) up to {available_cores()}, the cores here")
+    check_device(device)
+    check_threads(threads)
     # torch rows keep torch's own thread count: one setting for every row, side by side
     kinds = parse_list(backends, "backends")
     unknown = [k for k in kinds if k not in ROW_KINDS]
@@ -351,6 +351,9 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
         rows.extend(row_map.values())
         for be in closers:
             be.close()
+    if not rows:
+        raise BenchError(f"no row could run (backends {', '.join(kinds) or 'none left'}, precision {precisions}, "
+                         f"device {device}): see the lines above for why; e.g. --precision fp32 or another --backends")
     base = "eager" if any(r.name == "eager" for r in rows) else None
     model_name = meta.model if meta else ckpt["config"]["model"]
     settings = (f"{model_name} {shape}, {flops or '?'} FLOP per sample-step; {steps} steps per call, "

@@ -23,8 +23,25 @@ class UsageError(FdrlError, ValueError):
     """A flag or argument that cannot be used as given."""
 
 
+MESSAGE_LIMIT = 1000
+
+
+def short(value, limit: int = 200) -> str:
+    """repr(value) for a message, bounded while it is built (reprlib: nested and long values
+    are elided, so a YAML file of nested aliases cannot make a message of gigabytes)."""
+    import reprlib
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 6, 6, 6, 6
+    r.maxstring = r.maxother = r.maxlong = limit
+    text = r.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def fail(prog: str, message: str, code: int = USAGE_EXIT):
-    """Print `prog: error: message` on stderr and exit with `code`."""
+    """Print `prog: error: message` on stderr, one line of bounded length, and exit with `code`."""
+    message = " ".join(str(message).split("\n"))
+    if len(message) > MESSAGE_LIMIT:
+        message = message[:MESSAGE_LIMIT] + f"... ({len(message) - MESSAGE_LIMIT} more characters cut)"
     sys.stderr.write(f"{prog}: error: {message}\n")
     sys.stderr.flush()
     sys.exit(code)

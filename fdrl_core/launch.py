@@ -49,3 +49,38 @@ def launch_place(environ=None, fix: str = "unset them", launchers=LAUNCHERS) -> 
                 raise LaunchError(f"{text}: need 0 <= {rank_key} < {world_key}; {fix}")
             return LaunchPlace(rank, world, local)
     return LaunchPlace()
+
+
+def check_device(device) -> str:
+    """'cpu', 'cuda' or 'cuda:N', or a UsageError saying so: every command's --device."""
+    import re
+
+    from .errors import UsageError
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise UsageError(f"--device {str(device)[:80]}: use cpu, cuda or cuda:N")
+    return str(device)
+
+
+def check_threads(threads, name: str = "--threads") -> int:
+    """0 (the program's choice) up to the cores this process may use, or a UsageError: more
+    threads than cores only cost memory (and, asked for by the thousand, crash the process)."""
+    from .errors import UsageError
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise UsageError(f"{name} {str(threads)[:80]}: must be an integer >= 0 (0 picks for you)")
+    if threads > available_cores():
+        raise UsageError(f"{name} {threads}: this machine lets this process use {available_cores()} cores; "
+                         "give at most that (0 picks for you)")
+    return threads
+
+
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """An integer argument (not a bool, float or string) of at least `minimum`, or a UsageError."""
+    from .errors import UsageError
+    try:
+        import numpy as np
+        integer = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    except ImportError:  # pragma: no cover - numpy is a dependency of every package here
+        integer = isinstance(value, int) and not isinstance(value, bool)
+    if not integer or value < minimum:
+        raise UsageError(f"{name} {str(value)[:80]!r}: must be an integer >= {minimum}")
+    return int(value)

@@ -23,6 +23,7 @@ import numpy as np
 from fdrl_core.atomic import atomic_write_text
 from fdrl_core.cli import command
 from fdrl_core.errors import cli_errors
+from fdrl_core.launch import check_device
 
 from .samples import EvalError, load_samples
 
@@ -172,8 +173,7 @@ def main(samples, other, against, features, width, inception_weights, device, ba
             raise EvalError("give a second sample set or --against, not both")
         if not (other or against or save_stats):
             raise EvalError("nothing to compare with: give a second sample set, --against REF or --save-stats FILE")
-        if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-            raise EvalError(f"--device {device!r}: use cpu, cuda or cuda:N")
+        check_device(device)
         if device != "cpu":
             import torch
             if not torch.cuda.is_available():

@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 
 import os
-import re
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from fdrl_core.errors import FdrlError, UsageError
+from fdrl_core.launch import check_count, check_device, check_threads
 from fdrl_core.samples import (
     ARRAY_SUFFIXES,
     from_uint8_hwc,
@@ -114,8 +114,8 @@ class Sampler:
 
     def __init__(self, artifact: Artifact, backend: str | None = None, device: str = "cpu",
                  precision: str = "fp32", threads: int = 0, trust_pickle: bool = False, compile: bool = True):
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
-            raise UsageError(f"--device {device}: use cpu, cuda or cuda:N")
+        check_device(device)
+        check_threads(threads, "threads")
         self.artifact = artifact
         self.device, self.precision = device, precision
         name = resolve_backend(backend or "auto", artifact.kind)
@@ -146,14 +146,19 @@ class Sampler:
         art = self.artifact
         if (n is None) == (ids is None):
             raise UsageError("give n (samples 0 .. n-1) or ids, one of the two")
-        ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-        if ids.ndim != 1 or (len(ids) and ids.min() < 0):
-            raise UsageError(f"sample ids must be a list of integers >= 0, got shape {ids.shape}")
-        batch = batch or default_batch(art, self.device)
-        steps = art.default_steps if steps is None else steps
-        for name, value in (("batch", batch), ("steps", steps)):
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise UsageError(f"{name} {value!r}: must be a positive integer")
+        check_count(seed, "seed", minimum=-(1 << 63))
+        if ids is None:
+            n = check_count(n, "n", minimum=0)  # ids are made batch by batch: n may be any size
+        else:
+            try:
+                ids = np.asarray(ids)
+            except Exception:
+                ids = np.asarray([None])
+            if ids.ndim != 1 or not (ids.dtype.kind in "iu" or len(ids) == 0) or (len(ids) and ids.min() < 0):
+                raise UsageError(f"sample ids must be a list of integers >= 0, got {ids.dtype} of shape {ids.shape}")
+            ids = ids.astype(np.int64)
+        batch = check_count(batch or default_batch(art, self.device), "batch")
+        steps = check_count(art.default_steps if steps is None else steps, "steps")
         class_list = resolve_classes(art, classes)
         if init is None:
             init_x = None
@@ -163,10 +168,13 @@ class Sampler:
             init_x = read_init(init, art)
         if init_x is None and not art.prior.drawable:
             raise UsageError("this artifact has no prior (it translates given images): give init")
-        if init_x is not None and len(ids) and ids.max() >= len(init_x):
-            raise UsageError(f"{len(ids) if n is None else n} samples asked for, but init holds {len(init_x)}")
-        for start in range(0, len(ids), batch):
-            chunk = ids[start:start + batch]
+        count = n if ids is None else len(ids)
+        top = (n - 1) if ids is None else (int(ids.max()) if len(ids) else -1)
+        if init_x is not None and top >= len(init_x):
+            raise UsageError(f"{count} samples asked for, but init holds {len(init_x)}")
+        for start in range(0, count, batch):
+            chunk = (np.arange(start, min(start + batch, n), dtype=np.int64) if ids is None
+                     else ids[start:start + batch])
             x = sample_batch(self.backend, art, chunk, seed, steps, None if init_x is None else init_x[chunk],
                              None if class_list is None else labels_for(chunk, class_list))
             bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)

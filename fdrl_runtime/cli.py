@@ -12,7 +12,7 @@ import numpy as np
 from fdrl_core.atomic import LOCK_NAME, folder_lock
 from fdrl_core.cli import command
 from fdrl_core.errors import UsageError, cli_errors
-from fdrl_core.launch import available_cores
+from fdrl_core.launch import check_threads
 from fdrl_core.pictures import picture_of, save_png
 
 from .api import Sampler, default_batch, read_init, resolve_classes
@@ -99,11 +99,7 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
     for name, value in (("-n", n), ("--batch", batch), ("--steps", steps), ("--shard-size", shard_size)):
         if value is not None and value <= 0:
             raise UsageError(f"{name} {value}: must be a positive integer")
-    if threads < 0:
-        raise UsageError(f"--threads {threads}: must be >= 0")
-    if threads > available_cores():  # each worker holds a session: more than the cores only costs memory
-        raise UsageError(f"--threads {threads}: this machine lets this process use {available_cores()} cores; "
-                         f"give at most that (0 picks for you)")
+    check_threads(threads)  # each worker holds a session: more than the cores only costs memory
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use png, npz or both")
     shard_index, shard_count = parse_shard(shard)

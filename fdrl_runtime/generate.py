@@ -1,6 +1,7 @@
 """N samples from an artifact: split into shards, shards into batches, resumable."""
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -43,10 +44,19 @@ def shard_from_env() -> tuple[int, int]:
 
 def generate(sampler: Sampler, plan: Plan, folder: RunFolder, batch: int, steps: int, seed: int,
              init: np.ndarray | None = None, progress=None, keep_first: int = 0,
-             classes: list[int] | None = None) -> dict:
+             classes: list[int] | None = None, log=None) -> dict:
     """Run every shard of `plan` not yet done; returns timing and the first samples made.
-    A shard is written whole or not at all (a non-finite batch stops the run before it)."""
-    todo = [s for s in plan.shard_numbers() if not folder.is_done(s)]
+    A shard is written whole or not at all (a non-finite batch stops the run before it); a
+    finished shard that does not hold what it should is made again, with a line to `log`."""
+    if log is None:
+        log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    todo = []
+    for s in plan.shard_numbers():
+        why = folder.damage(s, plan.ids(s)) if folder.is_done(s) else "not made"
+        if why is not None and why != "not made":
+            log(f"fdrl-infer: shard {s} in the run folder is damaged ({why}): making it again")
+        if why is not None:
+            todo.append(s)
     skipped = len(plan.shard_numbers()) - len(todo)
     made, seconds, first = 0, 0.0, []
     for shard in todo:

@@ -55,6 +55,8 @@ class RunFolder:
         path = self.root / MANIFEST
         manifest = {**manifest, "shard_size": shard_size}
         old_n = 0
+        if path.exists() and not self._any_done():
+            path.unlink()  # a first run that failed before its first shard: it claimed nothing
         if path.exists():
             try:
                 old = json.loads(path.read_text())
@@ -75,6 +77,26 @@ class RunFolder:
             raise RunFolderError(f"--out {self.root} holds samples without a {MANIFEST} (from an older fdrl-infer "
                                  "or another tool): use another --out, or --overwrite to replace them")
         atomic_write_bytes(path, (json.dumps({**manifest, "n": max(n, old_n)}, indent=2, sort_keys=True) + "\n").encode())
+
+    def _any_done(self) -> bool:
+        return any(self.shards.glob("*.npz")) or any(self.shards.glob("*.done"))
+
+    def damage(self, shard: int, ids: np.ndarray) -> str | None:
+        """Why a finished shard cannot be kept (unreadable, other ids, missing PNGs), or None."""
+        marker = self._marker(shard)
+        if marker.suffix == ".npz":
+            try:
+                with np.load(marker, allow_pickle=False) as z:
+                    got_ids, n = z["ids"], len(z["x"])
+            except Exception as e:  # a cut or foreign file fails in many ways
+                return f"{marker.name} is not readable ({type(e).__name__})"
+            if got_ids.shape != ids.shape or not np.array_equal(got_ids, ids) or n != len(ids):
+                return f"{marker.name} holds other samples than shard {shard}'s"
+        if self.is_image and self.fmt in ("png", "both"):
+            missing = [int(i) for i in ids if not (self.png / f"{int(i):06d}.png").is_file()]
+            if missing:
+                return f"png/{missing[0]:06d}.png is missing"
+        return None
 
     def _marker(self, shard: int) -> Path:
         return self.shards / (f"{shard:05d}.npz" if self.fmt in ("npz", "both") else f"{shard:05d}.done")

@@ -100,6 +100,9 @@ def set_process_state(cfg: dict) -> None:
     """What is process-wide (torch's thread count) is set here, at the entry, and nowhere else."""
     if cfg["threads"]:
         import torch
+
+        from fdrl_core.launch import check_threads
+        check_threads(cfg["threads"], "config key 'threads':")
         torch.set_num_threads(cfg["threads"])
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from fdrl_core.errors import FdrlError
+from fdrl_core.errors import FdrlError, short
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -107,12 +107,12 @@ def _coerce(key: str, value: Any) -> Any:
     ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
     if not ok:
         names = "/".join("null" if k is type(None) else k.__name__ for k in kinds)
-        raise ConfigError(f"config key '{key}': expected {names}, got {value!r}"
+        raise ConfigError(f"config key '{key}': expected {names}, got {short(value)}"
                           + (f" ({spec.allowed})" if spec.allowed else ""))
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"config key '{key}': {value!r} is not a finite number")
     if spec.check is not None and value is not None and not spec.check(value):
-        raise ConfigError(f"config key '{key}': {value!r} is not allowed; use {spec.allowed}")
+        raise ConfigError(f"config key '{key}': {short(value)} is not allowed; use {spec.allowed}")
     return value
 
 
@@ -140,7 +140,7 @@ def validate(raw: dict) -> dict:
 def parse_override(item: str) -> tuple[str, Any]:
     """'key=value' with the value read as YAML (so 3, 1e-4, true, [1, 2] work)."""
     if "=" not in item:
-        raise ConfigError(f"override '{item}' is not of the form key=value")
+        raise ConfigError(f"override {short(item)} is not of the form key=value")
     key, text = item.split("=", 1)
     key = key.strip()
     import yaml
@@ -168,11 +168,34 @@ def resolve_config_path(name_or_path: str) -> Path:
     raise ConfigError(f"config '{name_or_path}' not found: give a YAML file or one of {names}")
 
 
+def _unique_key_loader():
+    """yaml's SafeLoader refusing a mapping that names a key twice (plain YAML keeps the last,
+    silently: a user who set lr twice trains with whichever came second)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise ConfigError(f"key {short(key)} is given twice (lines {seen[key]} and {line}): keep one")
+                    seen[key] = line
+                except TypeError:  # an unhashable key: the base class says so
+                    break
+            return super().construct_mapping(node, deep=deep)
+    return UniqueKeyLoader
+
+
 def load_config(name_or_path: str, overrides: list[str] | tuple = ()) -> dict:
     import yaml
     path = resolve_config_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader()) or {}
+    except ConfigError as e:
+        raise ConfigError(f"config file {path}: {e}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text: save it as UTF-8") from None
     except yaml.YAMLError as e:

@@ -7,7 +7,6 @@ should be the same": aten.convolution_backward), while the CPU kernels accept th
 CPU autocast has another op list. So the flow's graphs are run here under a dispatch mode
 that casts as CUDA autocast does and records every such meeting.
 """
-import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
@@ -43,6 +42,9 @@ class CudaAutocastEmulation(TorchDispatchMode):
                       if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dim() > 0}
             if len(dtypes) > 1:
                 self.mixed.append(f"{func}: {sorted(map(str, dtypes))}")
+                # recorded; go on in fp32 (some CPU kernels refuse the mix as cuDNN does)
+                to_fp32 = lambda a: a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a  # noqa: E731
+                args, kwargs = tree_map(to_fp32, args), tree_map(to_fp32, kwargs)
         return func(*args, **kwargs)
 
 

@@ -336,3 +336,26 @@ def test_channels_last_torch_backend_equals_nchw(artifacts):
     want, got = (sample_batch(be, art, ids, 4, art.default_steps) for be in (nchw, nhwc))
     assert np.abs(want).max() > 0.1
     assert np.median(rel_l2(got, want)) < 1e-5 and rel_l2(got, want).max() < 1e-3
+
+
+def test_a_failed_first_run_does_not_block_the_next_and_damaged_shards_are_remade(artifacts, tmp_path):
+    out = tmp_path / "o"
+    x0 = np.zeros((20, 2), np.float32)
+    x0[3] = np.nan
+    np.savez(tmp_path / "init.npz", x=x0)
+    assert infer(artifacts["toy.onnx"], out, "--init", str(tmp_path / "init.npz"), "--steps", "2").returncode == 2
+    args = ["-n", "64", "--shard-size", "16", "--steps", "12"]
+    first = infer(artifacts["toy.onnx"], out, *args)  # the correct command, same folder: nothing was claimed
+    assert first.returncode == 0, first.stderr
+    ids, want = read_run_folder(out)
+    (out / "shards" / "00001.npz").write_bytes(b"junk" * 40)  # a cut or foreign file
+    (out / "shards" / "00002.npz").write_bytes((out / "shards" / "00000.npz").read_bytes())  # another shard's samples
+    kept = (out / "shards" / "00003.npz").stat().st_mtime_ns
+    again = infer(artifacts["toy.onnx"], out, *args)
+    assert again.returncode == 0, again.stderr
+    assert "shard 1 in the run folder is damaged (00001.npz is not readable" in again.stderr
+    assert "shard 2 in the run folder is damaged (00002.npz holds other samples" in again.stderr
+    assert (out / "shards" / "00003.npz").stat().st_mtime_ns == kept  # whole shards are kept
+    ids2, got = read_run_folder(out)
+    assert (ids2 == ids).all() and (got == want).all()
+    assert json.loads((out / "summary.json").read_text())["shards_kept"] == 2
