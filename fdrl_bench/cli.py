@@ -9,6 +9,7 @@ exported artifact.
 """
 from __future__ import annotations
 
+import copy
 import json
 import resource
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from fdrl_core.atomic import atomic_write_text
+from fdrl_core.atomic import atomic_write_text, check_output_file
 from fdrl_core.cli import command
 from fdrl_core.errors import FdrlError, cli_errors
 from fdrl_core.launch import available_cores, check_device, check_threads
@@ -49,10 +50,14 @@ class Row:
         return tuple(float(v) for v in np.percentile(t, [50, 90, 99]))
 
 
-def matmul_peak_gflops(seconds: float = 0.5) -> float:
-    """The best fp32 GEMM throughput on this machine now: numpy's BLAS and torch (when
-    installed), 2048^2 and 4096^2. A lower bound of the true peak: a tuned convolution
-    can beat it (MLAS reaches ~110% of it on the CIFAR ResNet)."""
+def matmul_peak_gflops(seconds: float = 0.5, device: str = "cpu", precision: str = "fp32") -> float:
+    """The best GEMM throughput of `device` now, in the rows' precision. CPU: fp32 through
+    numpy's BLAS and torch (when installed), 2048^2 and 4096^2 (a lower bound of the true
+    peak: a tuned convolution can beat it; MLAS reaches ~110% on the CIFAR ResNet). GPU:
+    torch on that device at 8192^2 in bf16 / fp16 (or fp32 with TF32 as `precision` says),
+    timed with synchronisation: the peak a GPU row is a fraction of."""
+    if device != "cpu":
+        return _device_peak_gflops(device, precision, seconds)
     libs = [("numpy", np.matmul, lambda n: np.random.randn(n, n).astype(np.float32))]
     try:
         import torch
@@ -70,6 +75,28 @@ def matmul_peak_gflops(seconds: float = 0.5) -> float:
                 mm(a, b)
                 best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
     return best
+
+
+def _device_peak_gflops(device: str, precision: str, seconds: float) -> float:
+    import torch
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        n = 8192
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        torch.mm(a, b)
+        torch.cuda.synchronize(device)
+        best, t_end = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            for _ in range(5):
+                torch.mm(a, b)
+            torch.cuda.synchronize(device)
+            best = max(best, 5 * 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+        return best
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _rss_mb() -> float:
@@ -93,8 +120,11 @@ def runtime_runner(artifact_path, backend: str, precision: str, device: str, bat
     return run, be
 
 
-def torch_runners(ckpt: dict, kinds, batch: int, steps: int, weights: str = "ema"):
-    """eager (reference-style), graph (fdrl-train's flow) and compile (the same, fused)."""
+def torch_runners(ckpt: dict, kinds, batch: int, steps: int, weights: str = "ema", device: str = "cpu"):
+    """eager (reference-style, PyTorch's defaults), graph (fdrl-train's flow) and compile
+    (the same, fused), on `device`; on a GPU also the reference with one line of autocast
+    bf16 and with channels_last as well (the best a user gets by hand). Each call ends
+    synchronised, so a timer around it times the device's work."""
     import torch
 
     from fdrl_export.graph import estimator_from_checkpoint
@@ -108,26 +138,44 @@ def torch_runners(ckpt: dict, kinds, batch: int, steps: int, weights: str = "ema
     cfg = est.cfg
     prior = prior_from_state(ckpt["prior"]) if ckpt.get("prior") else None
     g = torch.Generator().manual_seed(0)
+    dev = torch.device(device)
 
     def x0():
-        if prior is not None:
-            return prior.sample(batch, g)
-        return torch.rand((batch,) + est.sample_shape, generator=g) * 2 - 1
+        x = prior.sample(batch, g) if prior is not None else torch.rand((batch,) + est.sample_shape, generator=g) * 2 - 1
+        return x.to(dev)
+
+    def synced(run):
+        if dev.type != "cuda":
+            return run
+        return lambda: (run(), torch.cuda.synchronize(dev))
 
     runners = {}
     if "eager" in kinds:
-        model = est.model.train()
+        model = est.model.to(dev).train()
         for p in model.parameters():
             p.requires_grad_(True)
-        runners["eager"] = lambda: reference_flow(model, x0(), steps, cfg["eta"], cfg["noise"], cfg["divergence"])
+        ref = lambda m=model, cl=False: reference_flow(  # noqa: E731
+            m, x0().contiguous(memory_format=torch.channels_last) if cl else x0(), steps, cfg["eta"], cfg["noise"],
+            cfg["divergence"])
+        runners["eager"] = synced(ref)
+        if dev.type == "cuda":  # what a user of the reference gets with one line, then two
+            def autocast(run):
+                def go():
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        return run()
+                return go
+            runners["eager + autocast bf16"] = synced(autocast(ref))
+            if len(est.sample_shape) == 3:
+                model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+                runners["eager + autocast bf16 + channels_last"] = synced(autocast(lambda: ref(model_cl, True)))
     _, divergence = get_pairing(cfg["loss"], cfg["divergence"])
     for kind in ("graph", "compile"):
         if kind in kinds:  # fdrl-train's flow, as make_flow sets it up for this model
             graph = DriftGraph(est.twin(), divergence, est.sample_shape)
             flow = make_flow(graph, {**cfg, "compile_flow": kind == "compile", "flow_workers": 0},
                              image=len(est.sample_shape) == 3)
-            w = graph.weights(est.params)
-            runners[kind] = (lambda f=flow, w=w: f(w, x0(), steps, g))
+            w = graph.weights({k: v.to(dev) for k, v in est.params.items()})
+            runners[kind] = synced(lambda f=flow, w=w: f(w, x0(), steps, g))
     return runners
 
 
@@ -167,8 +215,11 @@ def markdown(rows: list[Row], steps: int, total_steps: int, flops: int | None, p
     return "\n".join(lines)
 
 
-def machine_name() -> str:
+def machine_name(device: str = "cpu") -> str:
     """'<CPU model>, N cores' (or the GPU's name for --device cuda), for tables and plot titles."""
+    if device != "cpu":
+        import torch
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
     import platform
     cpu = platform.processor() or platform.machine()
     try:
@@ -271,7 +322,14 @@ def main(target, model, backends, batches, precisions, device, steps, repeats, w
 def run_bench(target, model, backends, batches, precisions, device, steps, repeats, threads, json_path, plot_path,
               warmup_s=1.0, checkpoint=None):
     check_device(device)
+    if device != "cpu":
+        import torch
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {device}: no CUDA GPU is visible to PyTorch here; use --device cpu")
     check_threads(threads)
+    for flag, path in (("--json", json_path), ("--plot", plot_path)):
+        if path:  # checked before minutes of timing, not after
+            check_output_file(path, flag)
     # torch rows keep torch's own thread count: one setting for every row, side by side
     kinds = parse_list(backends, "backends")
     unknown = [k for k in kinds if k not in ROW_KINDS]
@@ -286,7 +344,7 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
     if given_batches and any(b <= 0 for b in given_batches):
         raise BenchError("--batch sizes must be positive")
     tmp = tempfile.TemporaryDirectory()
-    ckpt, artifacts = None, {}
+    ckpt, artifacts, skipped = None, {}, []
     if model or Path(target).suffix == ".pt":
         import torch
 
@@ -316,20 +374,24 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
                 click.echo(f"fdrl-bench: rows {', '.join(wanted)} from the checkpoint {found} "
                            "(its SHA-256 is the artifact's)", err=True)
             else:
-                click.echo(f"fdrl-bench: rows {', '.join(wanted)} skipped: {why}", err=True)
-        kinds = [k for k in kinds if k in artifacts or (ckpt is not None and k in ("eager", "graph", "compile"))]
+                skipped.append(f"rows {', '.join(wanted)} skipped: {why}")
+        runnable = [k for k in kinds if k in artifacts or (ckpt is not None and k in ("eager", "graph", "compile"))]
+        skipped += [f"{k} rows need a {'.plan' if k == 'tensorrt' else '.pt2' if k == 'torch' else '.onnx'} artifact, "
+                    f"not {Path(target).name}" for k in kinds if k not in runnable and k in FOR_KIND.values()]
+        kinds = runnable
     from fdrl_runtime.artifact import load_artifact
     meta = load_artifact(next(iter(artifacts.values())), with_payload=False).meta if artifacts else None
     shape = meta.sample_shape if meta else tuple(ckpt["sample_shape"])
     batch_list = given_batches or [16 if len(shape) == 3 else 1024]
     flops = meta.flops_per_sample if meta else None
     total = meta.default_steps if meta else ckpt["config"]["flow_steps"] + ckpt["config"]["refine_steps"]
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(device=device, precision=precs[0])
+    peak_label = f"{'fp32' if device == 'cpu' else precs[0]} matmul peak of {device}"
     rows: list[Row] = []
     for b in batch_list:
         runners, row_map, closers = {}, {}, []
         if ckpt is not None:
-            for name, run in torch_runners(ckpt, kinds, b, steps).items():
+            for name, run in torch_runners(ckpt, kinds, b, steps, device=device).items():
                 runners[name] = run
         for kind in ("onnxruntime", "torch", "tensorrt"):
             if kind in kinds and kind in artifacts:
@@ -339,7 +401,7 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
                     except Exception as e:
                         from fdrl_runtime.backends import BackendError
                         if isinstance(e, BackendError):
-                            click.echo(f"fdrl-bench: skipping {kind} {prec}: {e}", err=True)
+                            skipped.append(f"skipping {kind} {prec}: {e}")
                             continue
                         raise
                     label = f"runtime {kind}" + (f" {prec}" if prec != "fp32" else "")
@@ -351,14 +413,16 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
         rows.extend(row_map.values())
         for be in closers:
             be.close()
-    if not rows:
-        raise BenchError(f"no row could run (backends {', '.join(kinds) or 'none left'}, precision {precisions}, "
-                         f"device {device}): see the lines above for why; e.g. --precision fp32 or another --backends")
+    if not rows:  # one line: why each was skipped
+        raise BenchError(f"no row could run ({'; '.join(dict.fromkeys(skipped)) or 'no backend left'}): "
+                         "e.g. --precision fp32 or another --backends")
+    for note in dict.fromkeys(skipped):
+        click.echo(f"fdrl-bench: {note}", err=True)
     base = "eager" if any(r.name == "eager" for r in rows) else None
     model_name = meta.model if meta else ckpt["config"]["model"]
     settings = (f"{model_name} {shape}, {flops or '?'} FLOP per sample-step; {steps} steps per call, "
                 f"{repeats} repeats after {warmup_s:g} s warm-up; samples/s for {total} steps")
-    click.echo(f"machine: {machine_name()}, fp32 matmul peak {peak:.0f} GFLOP/s; model {settings}")
+    click.echo(f"machine: {machine_name(device)}, {peak_label} {peak:.0f} GFLOP/s; model {settings}")
     click.echo(markdown(rows, steps, total, flops, peak, base))
     fastest = min(rows, key=lambda r: r.step_ms(steps)[0] / r.batch)
     click.echo(f"\nfastest per sample: {fastest.name} at batch {fastest.batch}")
@@ -366,8 +430,8 @@ def run_bench(target, model, backends, batches, precisions, device, steps, repea
         atomic_write_text(json_path, json.dumps({"peak_gflops": peak, "flops_per_sample": flops, "steps": steps,
                                                "rows": [asdict(r) for r in rows]}, indent=2))
     if plot_path:
-        _plot(rows, steps, total, plot_path, f"fdrl-bench: {model_name} on {machine_name()}",
-              f"{device}, fp32 peak {peak:.0f} GFLOP/s; {steps} steps per call, {repeats} repeats, "
+        _plot(rows, steps, total, plot_path, f"fdrl-bench: {model_name} on {machine_name(device)}",
+              f"{device}, {peak_label} {peak:.0f} GFLOP/s; {steps} steps per call, {repeats} repeats, "
               f"samples/s for {total} steps")
     tmp.cleanup()
 

@@ -27,6 +27,30 @@ def temporary_name(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.stem}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
 
 
+def check_output_file(path: str | os.PathLike, flag: str) -> Path:
+    """A file a command will write at the end of its work: checked before the work starts,
+    so a wrong folder costs a second, not the run (the folder must exist and be writable)."""
+    path = Path(path)
+    if path.is_dir():
+        raise FdrlError(f"{flag} {path} is a folder; give a file name in it")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FdrlError(f"cannot write {flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise FdrlError(f"cannot write {flag} {path}: folder {folder} is not writable")
+    return path
+
+
+def check_writable_folder(path: str | os.PathLike, flag: str) -> Path:
+    """A folder a command will create or fill: its nearest existing ancestor must be a writable folder."""
+    path = probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise FdrlError(f"cannot write to {flag} {path}: {probe} is not a writable folder")
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, fsync: bool = True):
     """Yield a temporary path to write; on success it is renamed over `path`."""

@@ -53,6 +53,22 @@ def one_line(error: BaseException, limit: int = 160) -> str:
     return (text.splitlines()[0] if text else type(error).__name__)[:limit]
 
 
+def not_a_file(path) -> str:
+    """What a path that should be a regular file is instead, for a message."""
+    import stat
+    from pathlib import Path
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "does not exist" if not path.is_symlink() else "is a link to a file that does not exist"
+    except OSError as e:  # a symlink loop, a path through a file, no permission
+        return f"cannot be opened ({e.strerror or e})"
+    if stat.S_ISDIR(mode):
+        return "is a folder; give the file itself"
+    return "is not a regular file (a pipe, socket or device); give the file itself"
+
+
 def os_error_message(error: OSError) -> str:
     if error.filename is None:
         return one_line(error)

@@ -64,23 +64,23 @@ def check_device(device) -> str:
 def check_threads(threads, name: str = "--threads") -> int:
     """0 (the program's choice) up to the cores this process may use, or a UsageError: more
     threads than cores only cost memory (and, asked for by the thousand, crash the process)."""
-    from .errors import UsageError
+    from .errors import UsageError, short
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise UsageError(f"{name} {str(threads)[:80]}: must be an integer >= 0 (0 picks for you)")
+        raise UsageError(f"{name} {short(threads, 80)}: must be an integer >= 0 (0 picks for you)")
     if threads > available_cores():
         raise UsageError(f"{name} {threads}: this machine lets this process use {available_cores()} cores; "
                          "give at most that (0 picks for you)")
     return threads
 
 
-def check_count(value, name: str, minimum: int = 1) -> int:
-    """An integer argument (not a bool, float or string) of at least `minimum`, or a UsageError."""
-    from .errors import UsageError
+def check_count(value, name: str, minimum: int | None = 1) -> int:
+    """An integer argument (not a bool, float or string) of at least `minimum` (None: any), or a UsageError."""
+    from .errors import UsageError, short
     try:
         import numpy as np
         integer = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     except ImportError:  # pragma: no cover - numpy is a dependency of every package here
         integer = isinstance(value, int) and not isinstance(value, bool)
-    if not integer or value < minimum:
-        raise UsageError(f"{name} {str(value)[:80]!r}: must be an integer >= {minimum}")
+    if not integer or (minimum is not None and value < minimum):
+        raise UsageError(f"{name} {short(value, 80)}: must be an integer" + ("" if minimum is None else f" >= {minimum}"))
     return int(value)

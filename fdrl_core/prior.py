@@ -38,6 +38,12 @@ class PriorError(FdrlError, ValueError):
     """A prior whose stored form is incomplete or inconsistent; the message says what."""
 
 
+def _all_finite(a) -> bool:
+    if hasattr(a, "isfinite"):  # a torch tensor, on whatever device (no torch import here)
+        return bool(a.isfinite().all())
+    return bool(np.isfinite(np.asarray(a, dtype=np.float64)).all())
+
+
 def _shape_of(a) -> tuple[int, ...]:
     return tuple(int(s) for s in a.shape)
 
@@ -72,6 +78,11 @@ class PriorSpec:
                 raise PriorError(f"the DDP prior's diagonal has shape {_shape_of(self.diag)}, expected ({d},)")
             if self.diag is None and int(self.factor.shape[1]) != d:
                 raise PriorError(f"the DDP prior's factor {_shape_of(self.factor)} is low rank but has no diagonal")
+            for name in ("mean", "factor", "diag"):
+                a = getattr(self, name)
+                if a is not None and not _all_finite(a):
+                    raise PriorError(f"the DDP prior's {name} holds NaN or inf (a damaged file, or a fit to "
+                                     "data that held them); fit or export it again")
 
     @property
     def dim(self) -> int:
@@ -129,10 +140,14 @@ class PriorSpec:
     @classmethod
     def from_state(cls, state: dict, where: str = "the checkpoint") -> "PriorSpec":
         try:
-            kind, shape, clamp = state["kind"], tuple(state["shape"]), bool(state["clamp"])
-        except (KeyError, TypeError):
-            raise PriorError(f"{where}: the prior record lacks kind, shape or clamp") from None
-        return cls(kind, shape, clamp, std=float(state.get("std", 1.0)), mean=state.get("mean"),
+            kind, shape, clamp = state["kind"], tuple(int(s) for s in state["shape"]), bool(state["clamp"])
+            std = float(state.get("std", 1.0))
+        except (KeyError, TypeError, ValueError):
+            raise PriorError(f"{where}: the prior record lacks kind, shape or clamp, or holds them as the "
+                             "wrong types") from None
+        if not isinstance(kind, str):
+            raise PriorError(f"{where}: the prior's kind is not a name")
+        return cls(kind, shape, clamp, std=std, mean=state.get("mean"),
                    factor=state.get("factor"), diag=state.get("diag"), source=state.get("source"))
 
     # --- the artifact's form -------------------------------------------------------------

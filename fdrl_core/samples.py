@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FdrlError, one_line
-from .images import image_files, load_image
+from .images import image_files, load_image, open_image
 
 ARRAY_SUFFIXES = (".npz", ".npy")
 
@@ -33,6 +33,25 @@ def to_uint8_hwc(x: np.ndarray, value_range) -> np.ndarray:
 def from_uint8_hwc(u: np.ndarray, value_range) -> np.ndarray:
     lo, hi = value_range
     return (u.astype(np.float32).transpose(0, 3, 1, 2) / 255.0) * (hi - lo) + lo
+
+
+def real_samples(arr: np.ndarray, where: str) -> np.ndarray:
+    """float32 samples [N, ...] from an array a user gave, or a SampleReadError naming what is
+    wrong: not numbers, complex (a silent cast would drop the imaginary part), none, or
+    samples holding NaN or inf (which would make every later number NaN)."""
+    if arr.dtype.kind == "c":
+        raise SampleReadError(f"{where}: holds complex numbers ({arr.dtype}); samples are real: give x.real "
+                              "if that is what you meant")
+    if arr.dtype.kind not in "fiu" or arr.ndim < 1:
+        raise SampleReadError(f"{where}: holds {arr.dtype} data of {arr.ndim} dimensions, not samples (numbers [N, ...])")
+    if len(arr) == 0:
+        raise SampleReadError(f"{where}: holds no samples")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+    if bad.any():
+        raise SampleReadError(f"{where}: {int(bad.sum())} of {len(arr)} samples are not finite (NaN or inf); "
+                              "nothing was used")
+    return arr
 
 
 def read_run_folder(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -73,12 +92,8 @@ def read_array_file(path: str | os.PathLike) -> np.ndarray:
 
 def folder_channels(files: list[Path]) -> int:
     """1 if the first image is grey, else 3: one rule for the whole folder."""
-    from PIL import Image
-    try:
-        with Image.open(files[0]) as img:
-            return 1 if img.mode in ("1", "L", "I", "I;16", "F") else 3
-    except OSError as e:
-        raise SampleReadError(f"{files[0]} is not a readable image ({one_line(e, 100)})") from None
+    with open_image(files[0]) as img:
+        return 1 if img.mode in ("1", "L", "I", "I;16", "F") else 3
 
 
 def read_image_folder(folder: str | os.PathLike, size: int | None = None, channels: int | None = None,

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from fdrl_core.atomic import atomic_write_text
+from fdrl_core.atomic import atomic_write_text, check_output_file
 from fdrl_core.cli import command
 from fdrl_core.errors import cli_errors
 from fdrl_core.launch import check_device
@@ -174,6 +175,9 @@ def main(samples, other, against, features, width, inception_weights, device, ba
         if not (other or against or save_stats):
             raise EvalError("nothing to compare with: give a second sample set, --against REF or --save-stats FILE")
         check_device(device)
+        for flag, path in (("--json", json_path), ("--save-stats", save_stats)):
+            if path:
+                check_output_file(path, flag)
         if device != "cpu":
             import torch
             if not torch.cuda.is_available():
@@ -208,6 +212,10 @@ def main(samples, other, against, features, width, inception_weights, device, ba
             from .inception import write_stats
             write_stats(save_stats, *feature_stats(image_features(x, features, device, batch_size)))
             report["saved_stats"] = {"path": save_stats, "features": features}
+        not_finite = [k for k, v in report.items() if isinstance(v, float) and not math.isfinite(v)]
+        if not_finite:  # JSON has no NaN; a NaN figure is no measurement
+            raise EvalError(f"{not_finite[0]} came out {report[not_finite[0]]} (the features or statistics are "
+                            "degenerate: too few samples, or constant ones); nothing was written")
         click.echo(json.dumps(report, indent=2))
         if json_path:
             atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")

@@ -66,9 +66,19 @@ def read_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     p = Path(path)
     try:
         with np.load(p, allow_pickle=False) as z:
-            return z["mu"], z["sigma"]
+            mu, sigma = z["mu"], z["sigma"]
     except Exception as e:  # numpy raises several kinds for a damaged or foreign file
         raise EvalError(f"{p} is not a statistics file (an .npz with mu and sigma): {one_line(e, 120)}") from None
+    # What a Fréchet distance needs: real numbers, mu [d], sigma [d, d], all finite.
+    if mu.dtype.kind not in "fiu" or sigma.dtype.kind not in "fiu":
+        raise EvalError(f"{p}: mu and sigma must be real numbers, not {mu.dtype} and {sigma.dtype}: "
+                        "remake it with fdrl-eval --save-stats")
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)) or len(mu) == 0:
+        raise EvalError(f"{p}: mu {tuple(mu.shape)} and sigma {tuple(sigma.shape)} do not fit (need [d] and [d, d]): "
+                        "remake it with fdrl-eval --save-stats")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise EvalError(f"{p}: mu or sigma holds NaN or inf: remake it with fdrl-eval --save-stats")
+    return mu.astype(np.float64), sigma.astype(np.float64)
 
 
 def write_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None:

@@ -13,6 +13,7 @@ from fdrl_core.samples import (
     read_array_file,
     read_image_folder,
     read_run_folder,
+    real_samples,
 )
 
 
@@ -42,10 +43,7 @@ def load_samples(path: str | Path) -> np.ndarray:
         if x.ndim != 4:
             raise EvalError(f"{p}: uint8 data must be images [N, H, W, C]")
         return from_uint8_hwc(x, (-1.0, 1.0))
-    if not np.issubdtype(x.dtype, np.number):
-        raise EvalError(f"{p}: samples must be numbers, not {x.dtype}")
-    x = x.astype(np.float32)
-    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1) if x.ndim else np.array([True])
-    if bad.any():  # a NaN would make every measure NaN, reported as if it were a number
-        raise EvalError(f"{p}: {int(bad.sum())} of {len(bad)} samples are not finite (NaN or inf); nothing was measured")
-    return x
+    try:  # a NaN would make every measure NaN, reported as if it were a number
+        return real_samples(x, str(p))
+    except FdrlError as e:
+        raise EvalError(str(e)) from None

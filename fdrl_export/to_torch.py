@@ -18,5 +18,9 @@ def export_program(module: DriftModule, sample_shape):
 
 
 def save_program(program, path, meta: dict, prior_arrays: dict) -> None:
-    torch.export.save(program, str(path), extra_files=pt2_extra_files(meta, prior_arrays))
+    try:
+        torch.export.save(program, str(path), extra_files=pt2_extra_files(meta, prior_arrays))
+    except RuntimeError as e:  # torch's zip writer reports a full disk as "[enforce fail ...] file write failed"
+        from .graph import ExportError
+        raise ExportError(f"cannot write {path}: {str(e).strip().splitlines()[0][:120]} (is the disk full?)") from None
     seal_pt2(path)

@@ -27,6 +27,7 @@ from fdrl_core.samples import (
     from_uint8_hwc,
     read_array_file,
     read_image_folder,
+    real_samples,
 )
 
 from .artifact import Artifact, load_artifact
@@ -96,16 +97,12 @@ def read_init(init, artifact: Artifact, what: str = "init") -> np.ndarray:
         if not artifact.is_image or arr.ndim != 4:
             raise UsageError(f"{where}: uint8 data must be images [N, H, W, C]")
         arr = from_uint8_hwc(arr, artifact.value_range or (-1.0, 1.0))
-    if not np.issubdtype(arr.dtype, np.number) or arr.ndim < 1:
-        raise UsageError(f"{where}: holds {arr.dtype} data, not samples")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if len(arr) == 0:
-        raise UsageError(f"{where}: holds no samples")
+    try:
+        arr = real_samples(arr, where)
+    except FdrlError as e:
+        raise UsageError(str(e)) from None
     if tuple(arr.shape[1:]) != shape:
         raise UsageError(f"{where}: samples have shape {tuple(arr.shape[1:])}, the model takes {shape}")
-    bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
-    if bad.any():
-        raise UsageError(f"{where}: {int(bad.sum())} of {len(arr)} samples are not finite (NaN or inf)")
     return arr
 
 
@@ -132,10 +129,10 @@ class Sampler:
     def backend_name(self) -> str:
         return self.backend.name
 
-    def sample(self, n: int, seed: int = 0, steps: int | None = None, batch: int | None = None,
-               classes=None, init=None) -> np.ndarray:
-        """n samples as float32 [n, *shape], in the artifact's value range."""
-        parts = [x for _, x in self.iter_batches(n, seed, batch, steps, classes, init)]
+    def sample(self, n: int | None = None, seed: int = 0, steps: int | None = None, batch: int | None = None,
+               classes=None, init=None, ids: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """n samples (ids 0 .. n-1, or the given `ids`) as float32 [n, *shape], in the artifact's value range."""
+        parts = [x for _, x in self.iter_batches(n, seed, batch, steps, classes, init, ids)]
         return np.concatenate(parts) if parts else np.zeros((0,) + self.artifact.sample_shape, np.float32)
 
     def iter_batches(self, n: int | None = None, seed: int = 0, batch: int | None = None, steps: int | None = None,
@@ -146,18 +143,18 @@ class Sampler:
         art = self.artifact
         if (n is None) == (ids is None):
             raise UsageError("give n (samples 0 .. n-1) or ids, one of the two")
-        check_count(seed, "seed", minimum=-(1 << 63))
+        check_count(seed, "seed", minimum=None)
         if ids is None:
             n = check_count(n, "n", minimum=0)  # ids are made batch by batch: n may be any size
         else:
             try:
                 ids = np.asarray(ids)
-            except Exception:
+            except (ValueError, TypeError):  # ragged or otherwise not an array: refused below
                 ids = np.asarray([None])
             if ids.ndim != 1 or not (ids.dtype.kind in "iu" or len(ids) == 0) or (len(ids) and ids.min() < 0):
                 raise UsageError(f"sample ids must be a list of integers >= 0, got {ids.dtype} of shape {ids.shape}")
             ids = ids.astype(np.int64)
-        batch = check_count(batch or default_batch(art, self.device), "batch")
+        batch = check_count(default_batch(art, self.device) if batch is None else batch, "batch")
         steps = check_count(art.default_steps if steps is None else steps, "steps")
         class_list = resolve_classes(art, classes)
         if init is None:
@@ -197,7 +194,9 @@ class Sampler:
 
 def load(path: str | os.PathLike, backend: str | None = None, device: str = "cpu", precision: str = "fp32",
          threads: int = 0, trust_pickle: bool = False, compile: bool = True) -> Sampler:
-    """A Sampler for the artifact at `path` (.onnx, .plan/.engine, .pt2). backend None:
+    """A Sampler for the artifact at `path` (.onnx, .plan/.engine, .pt2, or a bundled name such as
+    "digits": fdrl-infer --list). backend None:
     the one for the file type; trust_pickle: allow a .pt2 that holds pickled data; compile:
     the torch backend compiles its blocks of steps on a CPU (tens of seconds, once)."""
-    return Sampler(load_artifact(path), backend, device, precision, threads, trust_pickle, compile)
+    from .bundled import resolve_engine
+    return Sampler(load_artifact(resolve_engine(path)), backend, device, precision, threads, trust_pickle, compile)

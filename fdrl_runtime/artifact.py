@@ -25,6 +25,7 @@ import numpy as np
 
 from fdrl_core.atomic import atomic_write_bytes
 from fdrl_core.contract import FORMAT, FORMAT_VERSION, ArtifactError, ArtifactMeta  # noqa: F401  (re-exported)
+from fdrl_core.errors import not_a_file
 from fdrl_core.prior import PriorSpec
 
 ONNX_META_KEY = "fdrl"
@@ -177,7 +178,7 @@ def load_artifact(path: str | os.PathLike, with_payload: bool = True, verify: bo
     path = Path(path)
     kind = artifact_kind(path)
     if not path.is_file():
-        raise ArtifactError(f"artifact {path} does not exist")
+        raise ArtifactError(f"artifact {path} {not_a_file(path)}")
     if kind == "onnx":
         return _load_onnx(path, with_payload, verify)
     if kind == "tensorrt":

@@ -1,7 +1,6 @@
 """`fdrl-infer --engine ARTIFACT -n N --out DIR`: generate samples with the lean runtime."""
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -9,16 +8,17 @@ from pathlib import Path
 import click
 import numpy as np
 
-from fdrl_core.atomic import LOCK_NAME, folder_lock
+from fdrl_core.atomic import LOCK_NAME, check_writable_folder, folder_lock
 from fdrl_core.cli import command
 from fdrl_core.errors import UsageError, cli_errors
-from fdrl_core.launch import check_threads
+from fdrl_core.launch import check_device, check_threads
 from fdrl_core.pictures import picture_of, save_png
 
 from .api import Sampler, default_batch, read_init, resolve_classes
 from .artifact import load_artifact, sha256_file
 from .backends import NAMES as BACKENDS
 from .backends import resolve_backend
+from .bundled import listing, resolve_engine
 from .generate import Plan, generate, shard_from_env
 from .outputs import FORMATS, RunFolder
 
@@ -61,7 +61,9 @@ def parse_classes(one: int | None, many: str | None, artifact) -> list[int] | No
 
 
 @command("fdrl-infer")
-@click.option("--engine", "engine", required=True, metavar="ARTIFACT", help=".onnx, .plan/.engine or .pt2 from fdrl-export.")
+@click.option("--engine", "engine", metavar="ARTIFACT",
+              help=".onnx, .plan/.engine or .pt2 from fdrl-export, or a bundled name (see --list).")
+@click.option("--list", "list_", is_flag=True, help="List the pre-trained artifacts bundled with fdrl, with their quality.")
 @click.option("-n", "n", type=int, help="Number of samples (default: 1000, or all of --init).")
 @click.option("--out", "out", default="samples", show_default=True, help="Output folder.")
 @click.option("--batch", type=int, help="Samples per batch (default: 1024 for points, 64 for images; on a GPU 1024, 256 above 32x32x3).")
@@ -86,10 +88,16 @@ def parse_classes(one: int | None, many: str | None, artifact) -> list[int] | No
               help="torch backend on a CPU: compile blocks of steps with inductor (tens of seconds once, then 2-4x faster).")
 @click.option("--trust-pickle", is_flag=True, help="Load a .pt2 even if it holds pickled data (which runs code when loaded).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def main(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
+def main(engine, list_, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
          one_class, classes, threads, overwrite, compile_, trust_pickle, quiet):
     """Generate samples: prior draw, K + kappa flow steps, clamp, write."""
     with cli_errors("fdrl-infer", "interrupted; finished shards are kept: run the same command again to complete the rest"):
+        if list_:
+            click.echo(listing())
+            return
+        if not engine:
+            raise UsageError("Missing option '--engine': give an artifact (.onnx, .plan, .pt2) or a bundled name "
+                             "(fdrl-infer --list shows them)")
         run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
             threads, overwrite, quiet, one_class, classes, trust_pickle, compile_)
 
@@ -100,9 +108,11 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
         if value is not None and value <= 0:
             raise UsageError(f"{name} {value}: must be a positive integer")
     check_threads(threads)  # each worker holds a session: more than the cores only costs memory
+    check_device(device)
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use png, npz or both")
     shard_index, shard_count = parse_shard(shard)
+    engine = resolve_engine(engine)
     artifact = load_artifact(engine)
     name = resolve_backend(backend, artifact.kind)
     class_list = parse_classes(one_class, classes, artifact)
@@ -120,11 +130,11 @@ def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, gri
     if not artifact.is_image and fmt != "npz":
         raise UsageError(f"--format {fmt}: points are written as npz")
     out_path = Path(out)
-    _check_writable(out_path)
+    check_writable_folder(out_path, "--out")
     if grid is not None:  # checked now, not after every sample was made
         if Path(grid).suffix.lower() != ".png":
             raise UsageError(f"--grid {grid}: the picture is a PNG; give a .png path")
-        _check_writable(Path(grid).parent, "--grid")
+        check_writable_folder(Path(grid).parent, "--grid")
     if name == "torch" and threads:  # process-wide: set at the entry, not inside the backend
         import torch
         torch.set_num_threads(threads)
@@ -193,14 +203,6 @@ def _generate_into(out_path, artifact, name, device, precision, threads, trust_p
 def _init_digest(x: np.ndarray) -> str:
     import hashlib
     return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
-
-
-def _check_writable(path: Path, flag: str = "--out") -> None:
-    probe_dir = path
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK):
-        raise UsageError(f"cannot write to {flag} {path}: {probe_dir} is not a writable folder")
 
 
 if __name__ == "__main__":

@@ -48,9 +48,20 @@ def setup(device: str, global_batch: int) -> Placement:
         if global_batch % world:
             raise TrainingError(f"batch_size {global_batch} does not split over {world} processes: "
                                 f"use a multiple of {world}")
+        import os
+
         import torch.distributed as dist
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            absent = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+            if absent:  # torch's env:// rendezvous would raise a ValueError traceback
+                raise TrainingError(f"RANK/WORLD_SIZE say {world} processes but {', '.join(absent)} "
+                                    "is not set: launch with torchrun, or unset RANK and WORLD_SIZE for one process")
+            try:
+                dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            except (RuntimeError, ValueError) as e:  # an unreachable MASTER_ADDR, a port in use, a timeout
+                raise TrainingError(f"the {world} processes could not meet at "
+                                    f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}: "
+                                    f"{str(e).strip().splitlines()[0][:160]}") from None
     return Placement(dev, rank, world)
 
 

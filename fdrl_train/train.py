@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from fdrl_core.atomic import atomic_write_text, remove_stale_temps
+from fdrl_core.errors import one_line
 from fdrl_core.prior import PriorSpec
 
 from .checkpoint import checkpoint_dict, save_checkpoint
@@ -19,7 +20,7 @@ from .data import load_dataset, load_source_dataset
 from .datasets import Dataset
 from .distributed import all_mean, any_rank, finish, from_main, max_weight_spread, setup
 from .drift import DriftGraph
-from .errors import TrainingError  # noqa: F401  (raised here, caught by the CLI)
+from .errors import CheckpointError, TrainingError  # noqa: F401  (raised here, caught by the CLI)
 from .flow import GraphFlow
 from .losses import get_pairing
 from .models import build_model, fold_spectral_norm, plain_params, plain_twin
@@ -39,6 +40,20 @@ FLOW_KEYS = {"flow_steps": "K: the estimator has been trained against flows of t
              "noise": "the noise of the flows the estimator was trained against"}
 ARCHITECTURE_KEYS = ("dataset", "model", "hidden_dim", "n_hidden_layers", "spectral_norm", "self_attn",
                      "loss", "divergence", "prior", "prior_std", "source")
+
+
+def _check_optimizer_state(optim: torch.optim.Optimizer) -> None:
+    """Adam's load_state_dict takes moments of any shape; the first step would then fail deep
+    inside. Each moment must have its parameter's shape, each hyper-parameter be a number."""
+    for group in optim.param_groups:
+        for key in ("lr", "betas", "eps", "weight_decay"):
+            values = group[key] if isinstance(group[key], (tuple, list)) else (group[key],)
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                raise ValueError(f"param group {key} is {group[key]!r}")
+        for p in group["params"]:
+            for name, value in optim.state.get(p, {}).items():
+                if name in ("exp_avg", "exp_avg_sq") and (not torch.is_tensor(value) or value.shape != p.shape):
+                    raise ValueError(f"{name} has shape {tuple(getattr(value, 'shape', ()))}, its weight {tuple(p.shape)}")
 
 
 def _logged_step(line: str) -> float:
@@ -225,16 +240,24 @@ class Trainer:
                                 "go on (or start a new run with --out elsewhere)")
         prior = prior_from_state(ckpt["prior"]) if PriorSpec.from_state(ckpt["prior"]).drawable else None
         t = cls(cfg, out_dir, prior=prior, quiet=quiet)
-        t.model.load_state_dict(ckpt["model"])
-        if ckpt.get("optim"):
-            t.optim.load_state_dict(ckpt["optim"])
-        if t.ema is not None and ckpt.get("ema") is not None:
-            t.ema = {k: v.clone().to(t.place.device) for k, v in ckpt["ema"].items()}
-        t.step = int(ckpt["step"])
-        if ckpt.get("rng"):
-            t.gen.set_state(ckpt["rng"]["torch"])
-            if t.flow_gen is not None and "flow" in ckpt["rng"]:
-                t.flow_gen.set_state(ckpt["rng"]["flow"])
+        part = "weights"
+        try:  # the contract checked the types; whether they fit this model only loading tells
+            t.model.load_state_dict(ckpt["model"])
+            part = "optimizer state"
+            if ckpt.get("optim"):
+                t.optim.load_state_dict(ckpt["optim"])
+                _check_optimizer_state(t.optim)
+            if t.ema is not None and ckpt.get("ema") is not None:
+                t.ema = {k: v.clone().to(t.place.device) for k, v in ckpt["ema"].items()}
+            t.step = int(ckpt["step"])
+            part = "random-generator state"
+            if ckpt.get("rng"):
+                t.gen.set_state(ckpt["rng"]["torch"])
+                if t.flow_gen is not None and "flow" in ckpt["rng"]:
+                    t.flow_gen.set_state(ckpt["rng"]["flow"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise CheckpointError(f"cannot resume: the checkpoint's {part} does not fit this run "
+                                  f"({one_line(e, 160)}); the checkpoint is damaged or from another model") from None
         return t
 
     # --- the loop --------------------------------------------------------------------------
