@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU tables of benchmarks/RESULTS.md, regenerated in one run (about 25 minutes on 2 cores):
 #   bash benchmarks/cpu_tables.sh [--small] [OUT_DIR] [RESULTS_MD]
-# --small: the same runs at toy sizes, image rows without the compiling ones (the test suite's dry run).
+# --small: the same runs at toy sizes, one compiling row (the test suite's dry run; the runtime torch row is tested in test_bench.py).
 # Each table is written under OUT_DIR (markdown, JSON, plots) and the whole set replaces
 # what stands between the cpu-tables markers in benchmarks/RESULTS.md. Steps per timed call
 # are multiples of 10: the runtime's blocks of steps (a shorter tail block runs uncompiled).
@@ -20,7 +20,7 @@ bench() {  # bench NAME TITLE ARGS...: one fdrl-bench run, its command and table
     printf '\n' >> "$tables"
 }
 if [ "$small" = 1 ]; then
-    mlp=(--batch 64 --steps 10 --repeats 1 --warmup 0); img=(--batch 2 --steps 1 --repeats 1 --warmup 0 --backends eager,graph,onnxruntime)
+    mlp=(--batch 64 --steps 10 --repeats 1 --warmup 0 --backends eager,graph,compile,onnxruntime); img=(--batch 2 --steps 1 --repeats 1 --warmup 0 --backends eager,graph,onnxruntime)
     mnist=("${img[@]}"); cifar=("${img[@]}"); tsw=(--repeats 1 --warmup 0 --set batch_size=32 --set flow_steps=3)
 else
     mlp=(--batch 256,1024,4096 --steps 20 --repeats 7); mnist=(--batch 16,64 --steps 10 --repeats 3 --warmup 0)

@@ -97,3 +97,16 @@ def assert_user_error(proc, *fragments):
 @pytest.fixture
 def tmp_run(tmp_path):
     return tmp_path / "run"
+
+
+# The files that take longest (minutes of CPU each, measured with --durations), collected
+# first: pytest-xdist hands whole files to its workers in collection order, so the long
+# ones start at once and the short ones fill in at the end, instead of one long file
+# running alone while the other worker idles.
+LONGEST_FIRST = ("test_presets.py", "test_train.py", "test_export_images.py", "test_bench.py", "test_export.py",
+                 "test_hardening.py", "test_conditional.py", "test_runtime.py", "test_bad_input.py", "test_drift.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file stays

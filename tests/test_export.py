@@ -4,7 +4,7 @@ import onnx
 import pytest
 import torch
 from conftest import assert_user_error, ort_session, run_cli
-from helpers import SHAPES, random_checkpoint
+from helpers import random_checkpoint
 
 from fdrl_export.check import check_drift
 from fdrl_export.export import ExportOptions, export
@@ -30,16 +30,6 @@ def test_small_models_every_pairing(tmp_path, model, sn, attn, loss, divergence)
     art = load_artifact(out)
     assert art.meta.divergence == divergence and art.meta.loss == loss
     assert art.meta.output == ("r" if loss == "LSIF" else "log_r")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("model, pairing", [("resnet28", ("LR", "JS")), ("resnet32", ("LSIF", "Pearson")),
-                                            ("resnet64", ("KL", "logD")), ("resnet64_shallow", ("LR", "KL")),
-                                            ("resnet128", ("KL", "JS"))])
-def test_image_architectures_with_spectral_norm_and_attention(tmp_path, model, pairing):
-    result, out = _export(tmp_path, random_checkpoint(model, *pairing, sn=True, attn=True))
-    assert result.passed and result.median < 1e-5
-    assert tuple(load_artifact(out).meta.sample_shape) == SHAPES[model]
 
 
 def test_metadata_and_prior_travel_with_the_onnx(tmp_path):

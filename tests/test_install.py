@@ -40,3 +40,12 @@ def test_the_plain_install_is_the_torch_free_runtime(tmp_path):
                            capture_output=True, text=True, cwd=tmp_path, env=env)
     assert train.returncode == 2 and train.stderr.strip().splitlines() == [
         "fdrl-train: error: needs torch, yaml, sklearn, which this install lacks: pip install 'fdrl[train]'"]
+    # The bundled artifacts ship in the plain install and sample by name, torch-free.
+    bundled = subprocess.run([str(bin_dir / "fdrl-infer"), "--engine", "digits", "-n", "64", "--out",
+                              str(tmp_path / "d"), "--grid", str(tmp_path / "digits.png"), "--quiet"],
+                             capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert bundled.returncode == 0, bundled.stderr
+    assert len(list((tmp_path / "d" / "png").iterdir())) == 64 and (tmp_path / "digits.png").is_file()
+    listed = subprocess.run([str(bin_dir / "fdrl-infer"), "--list"], capture_output=True, text=True, cwd=tmp_path,
+                            env=env)
+    assert listed.returncode == 0 and "digits" in listed.stdout and "swissroll" in listed.stdout, listed.stderr
