@@ -50,10 +50,12 @@ class Row:
         return tuple(float(v) for v in np.percentile(t, [50, 90, 99]))
 
 
-def matmul_peak_gflops(seconds: float = 0.5, device: str = "cpu", precision: str = "fp32") -> float:
+def matmul_peak_gflops(seconds: float = 0.25, device: str = "cpu", precision: str = "fp32") -> float:
     """The best GEMM throughput of `device` now, in the rows' precision. CPU: fp32 through
-    numpy's BLAS and torch (when installed), 2048^2 and 4096^2 (a lower bound of the true
-    peak: a tuned convolution can beat it; MLAS reaches ~110% on the CIFAR ResNet). GPU:
+    numpy's BLAS and torch (when installed), 1024^2 and 2048^2 (on the 2-core VMs these reach
+    the 4096^2 figure within noise, 156-173 GFLOP/s, at a tenth of the time: NOTES.md session 8;
+    a lower bound of the true peak: a tuned convolution can beat it; MLAS reaches ~110% on
+    the CIFAR ResNet). GPU:
     torch on that device at 8192^2 in bf16 / fp16 (or fp32 with TF32 as `precision` says),
     timed with synchronisation: the peak a GPU row is a fraction of."""
     if device != "cpu":
@@ -66,7 +68,7 @@ def matmul_peak_gflops(seconds: float = 0.5, device: str = "cpu", precision: str
         pass
     best = 0.0
     for _, mm, make in libs:
-        for n in (2048, 4096):
+        for n in (1024, 2048):
             a, b = make(n), make(n)
             mm(a, b)
             t_end = time.perf_counter() + seconds
