@@ -63,7 +63,20 @@ class _CliServer:
         return done
 
 
+    def close(self):
+        """At the end of the session: EOF ends the server's loop; wait for it."""
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+            self.proc.stdout.close()
+            self.proc = None
+
+
 _SERVER = _CliServer()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _SERVER.close()
 
 
 def run_cli(*args, env=None, timeout=600, cwd=None):
