@@ -11,7 +11,7 @@ import numpy as np
 from fdrl_core.atomic import LOCK_NAME, check_writable_folder, folder_lock
 from fdrl_core.cli import command
 from fdrl_core.errors import UsageError, cli_errors
-from fdrl_core.launch import check_device, check_threads
+from fdrl_core.launch import check_count, check_device, check_threads
 from fdrl_core.pictures import picture_of, save_png
 
 from .api import Sampler, default_batch, read_init, resolve_classes
@@ -105,8 +105,8 @@ def main(engine, list_, n, out, batch, steps, seed, backend, device, precision, 
 def run(engine, n, out, batch, steps, seed, backend, device, precision, fmt, grid, shard, shard_size, init,
         threads, overwrite, quiet, one_class=None, classes=None, trust_pickle=False, compile_=True):
     for name, value in (("-n", n), ("--batch", batch), ("--steps", steps), ("--shard-size", shard_size)):
-        if value is not None and value <= 0:
-            raise UsageError(f"{name} {value}: must be a positive integer")
+        if value is not None:
+            check_count(value, name)
     check_threads(threads)  # each worker holds a session: more than the cores only costs memory
     check_device(device)
     if fmt is not None and fmt not in FORMATS:

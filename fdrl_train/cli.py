@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fdrl_core.atomic import LOCK_NAME, folder_lock
+from fdrl_core.atomic import LOCK_NAME, check_writable_folder, folder_lock
 from fdrl_core.cli import command
 from fdrl_core.errors import UsageError, cli_errors
 from fdrl_core.launch import LAUNCHERS, launch_place
@@ -85,7 +85,8 @@ def _lock(held: contextlib.ExitStack, out: Path) -> None:
     """One fdrl-train per run folder (rank 0 holds it for a torchrun job)."""
     if launch_place(launchers=LAUNCHERS[:1]).rank == 0:
         created = not out.exists()
-        _check_writable(out)
+        check_writable_folder(out, "--out")
+        out.mkdir(parents=True, exist_ok=True)
         held.enter_context(folder_lock(out, "fdrl-train"))
 
         def remove_if_empty(exc_type, exc, tb):
@@ -104,16 +105,6 @@ def set_process_state(cfg: dict) -> None:
         from fdrl_core.launch import check_threads
         check_threads(cfg["threads"], "config key 'threads':")
         torch.set_num_threads(cfg["threads"])
-
-
-def _check_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"cannot write to {path}: {e.strerror or e}") from None
 
 
 if __name__ == "__main__":

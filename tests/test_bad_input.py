@@ -93,6 +93,7 @@ def d(tmp_path_factory):
     (d / "junk.npz").write_bytes(JUNK)
     (d / "file.txt").write_text("not a folder")
     np.save(d / "good.npy", np.zeros((10, 2), np.float32))
+    np.save(d / "one.npy", np.zeros((1, 2), np.float32))  # one point: MMD² is 0/0
     np.save(d / "shape.npy", np.zeros((10, 3), np.float32))
     np.save(d / "nan.npy", np.full((10, 2), np.nan, np.float32))
     np.save(d / "empty.npy", np.zeros((0, 2), np.float32))
@@ -120,7 +121,6 @@ def d(tmp_path_factory):
     broken["ema"] = dict(broken["model"])
     torch.save(broken, d / "unexportable.pt")
     bomb_folder(d)
-    (d / "complex.npy").write_bytes(b"")
     np.save(d / "complex.npy", np.ones((10, 2), np.complex64))
     np.savez(d / "stats_text.npz", mu=np.array(["a", "b"]), sigma=np.array([["a", "b"], ["c", "d"]]))
     np.savez(d / "stats_nan.npz", mu=np.array([np.nan, 0.0]), sigma=np.eye(2))
@@ -319,6 +319,7 @@ CASES = [
     (EVAL, ["{d}/images", "{d}/stats_nan.npz"], "NaN"),
     (EVAL, ["{d}/images", "--against", "{d}/stats_misfit.npz"], "do not fit"),
     (EVAL, ["{d}/good.npy", "--against", "swissroll", "--json", "{d}"], "is a directory"),
+    (EVAL, ["{d}/one.npy", "--against", "swissroll", "--json", "{o}.json"], "came out nan"),
     (EVAL, ["{d}/good.npy", "--against", "swissroll", "--json", "{d}/file.txt/x.json"], "does not exist"),
     (BENCH, ["--model", "mlp", "--device", "tpu"], "--device tpu"),
     (BENCH, ["--model", "mlp", "--precision", "fp8", "--backends", "onnxruntime", "--batch", "8", "--steps", "1",
