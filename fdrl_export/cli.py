@@ -11,7 +11,7 @@ from fdrl_core.cli import command
 from fdrl_core.errors import UsageError, cli_errors
 from fdrl_runtime.artifact import artifact_kind, load_artifact, reseal_onnx
 
-from .export import ExportOptions, export
+from .export import ExportOptions, export, refit
 from .to_onnx import quiet_exporter_logs
 
 
@@ -28,6 +28,9 @@ def print_info(path: str) -> None:
 @click.option("--info", "info", metavar="ARTIFACT", help="Print an artifact's metadata and exit.")
 @click.option("--reseal", "reseal", metavar="ARTIFACT.onnx",
               help="Record the digest of an .onnx you rewrote on purpose (onnxsim, onnxslim, polygraphy) and exit.")
+@click.option("--refit", "refit_from", metavar="ARTIFACT.onnx",
+              help="Put CKPT's weights into this exported .onnx (same architecture) without tracing again; "
+                   "checked as an export is.")
 @click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
               help="Which weights to export.")
 @click.option("--no-check", is_flag=True, help="Skip the comparison with float64 autograd.")
@@ -42,7 +45,7 @@ def print_info(path: str) -> None:
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file (read and updated).")
 @click.option("--classifier", type=click.Path(dir_okay=False), help="Compose with this classifier: a class-conditional flow.")
 @click.option("--phi", type=float, default=0.1, show_default=True, help="Scale of the classifier's gradient.")
-def main(ckpt, out, info, reseal, weights, no_check, prior, trust_pickle, refine_steps, batch, precision, workspace_mb,
+def main(ckpt, out, info, reseal, refit_from, weights, no_check, prior, trust_pickle, refine_steps, batch, precision, workspace_mb,
          timing_cache, classifier, phi):
     """Export CKPT's density-ratio estimator and its exact input gradient to OUT.
 
@@ -59,7 +62,8 @@ def main(ckpt, out, info, reseal, weights, no_check, prior, trust_pickle, refine
                        err=True)
             return
         if not ckpt or not out:
-            raise UsageError("usage: fdrl-export CKPT OUT (.onnx, .plan, .engine or .pt2), fdrl-export --info ARTIFACT, or --reseal ARTIFACT.onnx")
+            raise UsageError("usage: fdrl-export CKPT OUT (.onnx, .plan, .engine or .pt2), fdrl-export --refit "
+                             "ARTIFACT.onnx CKPT OUT.onnx, fdrl-export --info ARTIFACT, or --reseal ARTIFACT.onnx")
         if refine_steps is not None and refine_steps < 0:
             raise UsageError(f"--refine-steps {refine_steps}: must be >= 0")
         opts = ExportOptions(weights=weights, check=not no_check, prior=prior, trust_pickle=trust_pickle,
@@ -69,9 +73,13 @@ def main(ckpt, out, info, reseal, weights, no_check, prior, trust_pickle, refine
         # stdout; fdrl-export's own messages go to stderr.
         quiet_exporter_logs()
         with contextlib.redirect_stdout(io.StringIO()):
-            result = export(ckpt, out, opts, log=lambda m: click.echo(m, err=True))
+            if refit_from:
+                result = refit(refit_from, ckpt, out, opts)
+            else:
+                result = export(ckpt, out, opts, log=lambda m: click.echo(m, err=True))
     check = result.describe() if result is not None else "not checked (--no-check)"
-    click.echo(f"fdrl-export: wrote {out} ({weights} weights); check against float64 autograd: {check}", err=True)
+    how = f"refit from {refit_from}, " if refit_from else ""
+    click.echo(f"fdrl-export: wrote {out} ({how}{weights} weights); check against float64 autograd: {check}", err=True)
 
 
 if __name__ == "__main__":

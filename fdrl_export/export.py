@@ -12,6 +12,7 @@ from fdrl_core.atomic import atomic_path, atomic_write_bytes, remove_stale_temps
 from fdrl_core.prior import PriorSpec
 from fdrl_runtime.artifact import (
     artifact_kind,
+    load_artifact,
     onnx_with_metadata,
     sha256_file,
     write_sidecar,
@@ -27,6 +28,7 @@ from .graph import (
     estimator_from_checkpoint,
 )
 from .meta import build_meta
+from .refit import constant_record, refit_onnx, weight_record
 from .to_onnx import drift_onnx
 
 
@@ -43,6 +45,9 @@ class ExportOptions:
     timing_cache: str | None = None
     classifier: str | None = None     # compose with this classifier (class-conditional flow)
     phi: float = 0.1
+    # The float64 check's two batches (prior draws, then an odd batch of random inputs): fewer
+    # samples check the same graph at a fraction of the cost on the largest models.
+    check_sizes: tuple[int, int] = (32, 33)
 
 
 def resolve_prior(ckpt: dict, opts: ExportOptions) -> dict | None:
@@ -169,9 +174,7 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
     if classifier is not None and kind == "tensorrt":
         raise ExportError("class-conditional TensorRT engines are not built yet: export to .onnx or .pt2")
     module = drift_module(est, classifier=classifier).eval()
-    meta, prior_arrays = build_meta(est, ckpt, prior_state, module, sha256_file(ckpt_path), opts.refine_steps)
-    # where the checkpoint was, so fdrl-bench ARTIFACT can find it for its reference rows (by SHA-256)
-    meta = meta.replace(source={**meta.source, "checkpoint": str(Path(ckpt_path).resolve())})
+    meta, prior_arrays = checkpoint_meta(est, ckpt, ckpt_path, prior_state, module, opts)
     if classifier is not None:
         meta = meta.replace(conditional={"n_classes": classifier.n_classes, "phi": classifier.phi,
                                          "classifier_sha256": classifier.sha256},
@@ -179,8 +182,12 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
     result = None
     if kind in ("onnx", "tensorrt"):
         model = drift_onnx(module, est.sample_shape)
+        record = weight_record(module, model) if classifier is None else None
+        if record:  # which initializer holds which weights: what fdrl-export --refit needs
+            meta = meta.replace(graph={**meta.graph, "weights": record})
         if opts.check and kind == "onnx":  # an engine's step graph is checked below, drift output included
-            result = _checked(est, _ort_runner(model, classifier is not None), prior_state, "ONNX Runtime", classifier)
+            result = _checked(est, _ort_runner(model, classifier is not None), prior_state, "ONNX Runtime", classifier,
+                              opts.check_sizes)
         if kind == "onnx":
             atomic_write_bytes(out, onnx_with_metadata(model, meta, prior_arrays).SerializeToString())
         else:
@@ -209,14 +216,48 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
         from .to_torch import export_program, save_program
         program = export_program(module, est.sample_shape)
         if opts.check:
-            result = _checked(est, _torch_runner(program, module), prior_state, "torch.export", classifier)
+            result = _checked(est, _torch_runner(program, module), prior_state, "torch.export", classifier,
+                              opts.check_sizes)
         with atomic_path(out) as tmp:
             save_program(program, tmp, meta, prior_arrays)
     return result
 
 
-def _checked(est, run, prior_state, what: str, classifier=None) -> CheckResult:
-    result = check_drift(est, run, prior_state, classifier=classifier)
+def checkpoint_meta(est, ckpt: dict, ckpt_path, prior_state, module, opts: ExportOptions):
+    """The metadata and prior arrays an artifact of this checkpoint carries (export and refit)."""
+    meta, prior_arrays = build_meta(est, ckpt, prior_state, module, sha256_file(ckpt_path), opts.refine_steps)
+    # where the checkpoint was, so fdrl-bench ARTIFACT can find it for its reference rows (by SHA-256)
+    return meta.replace(source={**meta.source, "checkpoint": str(Path(ckpt_path).resolve())}), prior_arrays
+
+
+def refit(artifact_path: str | os.PathLike, ckpt_path: str | os.PathLike, out: str | os.PathLike,
+          opts: ExportOptions) -> CheckResult | None:
+    """OUT: the .onnx artifact ARTIFACT with CKPT's weights (refit.py), checked as an export is."""
+    out = Path(out)
+    for path in (artifact_path, out):
+        if artifact_kind(path) != "onnx":
+            raise ExportError(f"--refit works on .onnx artifacts, not {path}: export the checkpoint with fdrl-export")
+    if not out.parent.exists() or not os.access(out.parent, os.W_OK):
+        raise ExportError(f"cannot write {out}: folder {out.parent} does not exist or is not writable")
+    if opts.classifier:
+        raise ExportError("--refit does not compose a classifier: export the checkpoint with --classifier")
+    remove_stale_temps(out.parent)
+    art = load_artifact(artifact_path)
+    ckpt = load_checkpoint(ckpt_path)
+    prior_state = resolve_prior(ckpt, opts)
+    est = estimator_from_checkpoint(ckpt, opts.weights)
+    module = drift_module(est).eval()
+    meta, prior_arrays = checkpoint_meta(est, ckpt, ckpt_path, prior_state, module, opts)
+    meta = meta.replace(graph={**meta.graph, "weights": constant_record(module)})
+    model = refit_onnx(art, module, meta, prior_arrays)
+    result = _checked(est, _ort_runner(model), prior_state, "ONNX Runtime, refit", None,
+                      opts.check_sizes) if opts.check else None
+    atomic_write_bytes(out, model.SerializeToString())
+    return result
+
+
+def _checked(est, run, prior_state, what: str, classifier=None, sizes=(32, 33)) -> CheckResult:
+    result = check_drift(est, run, prior_state, sizes, classifier=classifier)
     if not result.passed:
         raise ExportError(f"the exported graph ({what}, fp32) does not match float64 autograd: "
                           f"{result.describe()}; nothing was written (--no-check writes it anyway)")

@@ -65,8 +65,10 @@ class _Constants(nn.Module):
 
 
 def bind_weights(graph: DriftGraph, params: dict[str, torch.Tensor]) -> fx.GraphModule:
-    """A GraphModule x -> (drift, score) with the weights as constants, weight-only
-    subexpressions evaluated once."""
+    """A GraphModule x -> (drift, score) with the weights as constants (buffers c0, c1, ...),
+    weight-only subexpressions evaluated once. Its `sources` maps each constant to the plain
+    state-dict names it is computed from: the record that lets a refit (refit.py) put another
+    checkpoint's weights into an exported graph without tracing it again."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deepcopy of pytree specs warns about deprecated APIs
         gm = copy.deepcopy(graph.graph)
@@ -75,8 +77,9 @@ def bind_weights(graph: DriftGraph, params: dict[str, torch.Tensor]) -> fx.Graph
     weight_nodes = placeholders[:len(graph.names)]  # then x (and y for a composed graph)
     holder = _Constants()
     values: dict[fx.Node, torch.Tensor] = {}
+    sources: dict[fx.Node, frozenset[str]] = {}  # the state-dict names each constant is computed from
     for node, name in zip(weight_nodes, graph.names):
-        values[node] = params[name]
+        values[node], sources[node] = params[name], frozenset([name])
     # Evaluate every node whose inputs are all known constants.
     for node in list(g.nodes):
         if node.op != "call_function" or node in values:
@@ -88,13 +91,16 @@ def bind_weights(graph: DriftGraph, params: dict[str, torch.Tensor]) -> fx.Graph
             out = node.target(*args, **kwargs)
             if isinstance(out, torch.Tensor):
                 values[node] = out
+                sources[node] = frozenset().union(*(sources[i] for i in inputs))
     # Materialise the constants that non-constant nodes read.
     count = 0
+    holder.sources = {}
     for node, value in values.items():
         if any(u not in values for u in node.users):
             name = f"c{count}"
             count += 1
             holder.register_buffer(name, value.detach().contiguous().clone())
+            holder.sources[name] = sorted(sources[node])
             with g.inserting_before(next(n for n in g.nodes if n.op != "placeholder")), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the buffer lives on `holder`, which owns the graph below
                 attr = g.get_attr(name)
@@ -104,6 +110,7 @@ def bind_weights(graph: DriftGraph, params: dict[str, torch.Tensor]) -> fx.Graph
             g.erase_node(node)
     g._codegen = fx.graph.CodeGen()  # plain forward(x): the weights are no longer inputs
     gm = fx.GraphModule(holder, g)
+    gm.sources = holder.sources  # GraphModule copies the buffers, not other attributes
     gm.graph.lint()
     gm.recompile()
     return gm

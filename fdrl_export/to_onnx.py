@@ -32,7 +32,13 @@ def to_onnx(module: torch.nn.Module, inputs: tuple, input_names: list[str], outp
         program = torch.onnx.export(module, inputs, dynamo=True, input_names=input_names, output_names=output_names,
                                     dynamic_shapes=tuple({0: batch} for _ in inputs), opset_version=opset,
                                     optimize=True, verbose=False)
-    return program.model_proto
+    model = program.model_proto
+    for node in model.graph.node:
+        # torch.onnx's per-node provenance: this checkout's paths, and fx names that count the
+        # graphs traced before in the process. Dropped, so that an export is the same bytes
+        # whoever runs it, and a refit equals a fresh export (refit.py).
+        del node.metadata_props[:]
+    return model
 
 
 def drift_onnx(module: DriftModule, sample_shape):

@@ -81,8 +81,12 @@ def test_pt2_export_matches_onnx(tmp_path):
     a = ort_session(load_artifact(onnx_path).payload).run(["drift"], {"x": x})[0]
     b = torch.export.load(str(pt2_path)).module()(torch.from_numpy(x))[0].detach().numpy()
     assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
-    # The same contract; only the .onnx carries its digest in the metadata (a .pt2 in a member of its own).
-    assert load_artifact(pt2_path).meta == load_artifact(onnx_path).meta.replace(payload_sha256=None)
+    # The same contract; only the .onnx carries its digest in the metadata (a .pt2 in a member of its
+    # own) and the record of which initializer holds which weights (fdrl-export --refit).
+    m = load_artifact(onnx_path).meta
+    graph = dict(m.graph)
+    assert graph.pop("weights")["bound.c0"] == ["conv1.weight"]
+    assert load_artifact(pt2_path).meta == m.replace(payload_sha256=None, graph=graph)
 
 
 def test_reference_checkpoint_exports_and_matches_autograd(tmp_path):
