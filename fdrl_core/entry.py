@@ -18,6 +18,22 @@ COMMANDS = {
 }
 
 
+# fdrl-train's quality watch (config key eval_every) samples through an exported graph on the
+# runtime and judges with fdrl_eval's measures: packages fdrl_train may not import (DESIGN.md
+# §3), so it is found here by name, as the commands are.
+QUALITY_WATCH = ("fdrl_eval.watch", ("onnx", "onnxscript", "onnxruntime", "scipy", "matplotlib"),
+                 "pip install 'fdrl[export,eval]'")
+
+
+def quality_watch_module():
+    """(fdrl_eval.watch, None), or (None, why not: the packages this install lacks)."""
+    module, needs, fix = QUALITY_WATCH
+    missing = missing_packages(needs)
+    if missing:
+        return None, f"needs {', '.join(missing)}, which this install lacks: {fix}"
+    return importlib.import_module(module), None
+
+
 def missing_packages(packages) -> list[str]:
     return [p for p in packages if importlib.util.find_spec(p) is None]
 

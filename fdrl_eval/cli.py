@@ -1,7 +1,8 @@
 """`fdrl-eval`: quality numbers of a sample set, against a reference or a second set.
 
     fdrl-eval A --against REF     REF: `mnist` (the held-out MNIST-5k split: the digit classifier's
-                                  Fréchet distance and KID, confidence, label entropy), a toy
+                                  Fréchet distance and KID, confidence, label entropy), `digits`
+                                  (the 8x8 digits preset's held-out split: fdrl_eval/digits.py), a toy
                                   (`25gaussians`, ...: MMD and mode coverage) or a statistics .npz
     fdrl-eval A B                 two sample sets (run folders, shard sets, .npz/.npy, image
                                   folders): points by RBF MMD; images by FID and KID in the
@@ -155,7 +156,7 @@ def pair_report(a: np.ndarray, b: np.ndarray, names, kind: str, device: str, bat
 @command("fdrl-eval")
 @click.argument("samples")
 @click.argument("other", required=False)
-@click.option("--against", "against", help="mnist, a toy dataset name, or a stats .npz (mu, sigma).")
+@click.option("--against", "against", help="mnist, digits, a toy dataset name, or a stats .npz (mu, sigma).")
 @click.option("--features", type=click.Choice(FEATURES), default="inception", show_default=True,
               help="Image features for A B and --save-stats: pytorch-fid's Inception, or the digit classifier (28x28).")
 @click.option("--width", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
@@ -198,10 +199,13 @@ def main(samples, other, against, features, width, inception_weights, device, ba
             report = pair_report(x, y, (samples, other), features, device, batch_size, width)
         elif against == "mnist":
             report = digit_report(x)
+        elif against == "digits":
+            from .digits import digits_report
+            report = digits_report(x)
         elif against in TOYS:
             report = toy_report(x, against, width)
         elif against:
-            raise EvalError(f"--against {against!r}: use mnist, {', '.join(TOYS)} or a statistics .npz")
+            raise EvalError(f"--against {against!r}: use mnist, digits, {', '.join(TOYS)} or a statistics .npz")
         else:
             report = {"samples": samples, "n": len(x)}
         if save_stats:

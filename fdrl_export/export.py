@@ -224,7 +224,10 @@ def export(ckpt_path: str | os.PathLike, out: str | os.PathLike, opts: ExportOpt
 
 
 def checkpoint_meta(est, ckpt: dict, ckpt_path, prior_state, module, opts: ExportOptions):
-    """The metadata and prior arrays an artifact of this checkpoint carries (export and refit)."""
+    """The metadata and prior arrays an artifact of this checkpoint carries (export and refit;
+    ckpt_path None: a checkpoint in memory, fdrl-train's quality watch)."""
+    if ckpt_path is None:
+        return build_meta(est, ckpt, prior_state, module, "in memory", opts.refine_steps)
     meta, prior_arrays = build_meta(est, ckpt, prior_state, module, sha256_file(ckpt_path), opts.refine_steps)
     # where the checkpoint was, so fdrl-bench ARTIFACT can find it for its reference rows (by SHA-256)
     return meta.replace(source={**meta.source, "checkpoint": str(Path(ckpt_path).resolve())}), prior_arrays

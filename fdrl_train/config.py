@@ -89,6 +89,8 @@ SCHEMA: dict[str, Key] = {
     "sample_every": Key(1000, int, _non_negative, "an integer >= 0; 0 turns grids off"),
     "log_every": Key(10, int, _positive, "a positive integer"),
     "grid_size": Key(64, int, _positive, "a positive integer"),
+    "eval_every": Key(0, int, _non_negative, "an integer >= 0; 0 turns the quality watch off"),
+    "eval_samples": Key(2000, int, lambda v: v >= 2, "an integer >= 2"),
     "compile_flow": Key(False, bool),
     "flow_workers": Key(0, int, _non_negative, "an integer >= 0; 0 = one per core for image models, 1 for points"),
     "threads": Key(0, int, _non_negative, "an integer >= 0; 0 keeps torch's default"),

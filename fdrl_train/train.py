@@ -2,12 +2,14 @@
 stale estimator; a Bregman loss; one Adam step; an EMA update."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fdrl_core.atomic import atomic_write_text, remove_stale_temps
@@ -142,6 +144,7 @@ class Trainer:
         self.flow_gen = (torch.Generator(device=dev).manual_seed(cfg["seed"] + 1) if dev.type == "cuda" else None)
         self.drift = flow_drift_graph(cfg, self.shape, self.divergence)
         self.flow = make_flow(self.drift, cfg, image=len(self.shape) == 3, on_gpu=dev.type == "cuda")
+        self.watch = self._quality_watch() if cfg["eval_every"] and self.place.is_main else None
 
     # --- one step of Algorithm 1 -------------------------------------------------------
     def current_weights(self, state: dict | None = None) -> list[torch.Tensor]:
@@ -273,22 +276,85 @@ class Trainer:
             keep = [line for line in path.read_text(errors="replace").splitlines() if _logged_step(line) <= self.step]
             atomic_write_text(path, "".join(line + "\n" for line in keep))
 
+    # --- the quality watch (eval_every) -----------------------------------------------------
+    def _quality_watch(self):
+        """fdrl_eval's watch (found by name: DESIGN.md §3), or None with a note if this install lacks it."""
+        import sys
+
+        from fdrl_core.entry import quality_watch_module
+        module, why = quality_watch_module()
+        if module is None:
+            print(f"fdrl-train: note: the quality watch (eval_every) is off: it {why}", file=sys.stderr)
+            return None
+        return module.QualityWatch(self.cfg, self.cfg["eval_samples"])
+
+    def _best_so_far(self) -> float:
+        try:
+            return float(json.loads((self.out / "best.json").read_text())["value"])
+        except (OSError, ValueError, KeyError, TypeError):  # none yet, or a damaged one: the next eval decides
+            return math.inf
+
+    def _evaluate(self, watch, best: float) -> tuple[dict, float]:
+        """The watch's figures for this step's EMA weights; best.pt when they are the best yet."""
+        from fdrl_core.atomic import atomic_write_bytes
+        state = self.state()
+        values, x = watch(state)
+        buf = io.BytesIO()
+        np.savez(buf, x=x)  # the samples judged: fdrl-eval on this file gives the same figures
+        atomic_write_bytes(self.out / "eval_samples.npz", buf.getvalue())
+        value = values[watch.primary]
+        if value < best:
+            save_checkpoint(state, self.out / "best.pt")
+            atomic_write_text(self.out / "best.json", json.dumps(
+                {"step": self.step, "measure": watch.primary, "value": value}) + "\n")
+            best = value
+        return values, best
+
+    def _plot_quality(self, watch, row: dict) -> None:
+        """quality.png from the rows logged so far and this step's."""
+        lines = (self.out / "metrics.jsonl").read_text(errors="replace").splitlines()
+        rows = []
+        for line in lines:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # a line a killed run left half-written: not a figure
+                pass
+        watch.plot(rows + [row], self.out / "quality.png")
+
     def run(self) -> dict:
         from tqdm import tqdm
         cfg, total, main = self.cfg, self.cfg["steps"], self.place.is_main
+        watch, best = self.watch, math.inf
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(self.out)  # a checkpoint a killed run was writing
             atomic_write_text(self.out / "config.yaml", dump_config(cfg))
             self._trim_metrics()
+            if watch is not None:
+                best = self._best_so_far()
         last: dict = {}
         bar = tqdm(total=total, initial=self.step, disable=self.quiet or not main, unit="step", dynamic_ncols=True)
-        t0, s0 = time.perf_counter(), self.step
         with open(self.out / "metrics.jsonl", "a") if main else open(os.devnull, "w") as log:
+            # the prior's own figure, for scale: in the first judged row of the run
+            prior_judged = watch is not None and "eval_prior_" in (self.out / "metrics.jsonl").read_text()
+            t0, s0 = time.perf_counter(), self.step
             while self.step < total:
                 last = self.train_step()
                 bar.update(1)
-                if self.step % cfg["log_every"] == 0 or self.step == total:
+                evaluated = watch is not None and self.step % cfg["eval_every"] == 0
+                if evaluated:
+                    t_eval = time.perf_counter()
+                    if not prior_judged:
+                        last.update(watch.prior_row(self.prior.state(), self.data.value_range))
+                        prior_judged = True
+                    values, best = self._evaluate(watch, best)
+                    last.update(values)
+                    self._plot_quality(watch, last)
+                    # all that judging a step cost (export or refit, sampling, measure, files);
+                    # steps_per_s stays training's own speed
+                    last["eval_seconds"] = time.perf_counter() - t_eval
+                    t0 += last["eval_seconds"]
+                if self.step % cfg["log_every"] == 0 or self.step == total or evaluated:
                     dt = time.perf_counter() - t0
                     last["steps_per_s"] = (self.step - s0) / dt if dt > 0 else math.nan
                     t0, s0 = time.perf_counter(), self.step

@@ -42,21 +42,15 @@ def points_quality(x: np.ndarray, name: str) -> dict:
 
 
 def digits_quality(x: np.ndarray) -> dict:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from preset_quality import Judge
-
-    from fdrl_train.config import load_config
-    from fdrl_train.data import load_dataset
-    data = load_dataset(load_config("digits"))
-    flat = lambda t: t.reshape(len(t), -1).numpy().astype(np.float64)  # noqa: E731
-    train_x, test_x = flat(data.train_images), flat(data.test_images)
-    judge = Judge(train_x, data.train_labels.numpy(), test_x)
+    from fdrl_eval.digits import digits_judge
+    judge = digits_judge()
+    train_x = judge.train_x
     rng = np.random.default_rng(12)
     cov = np.cov(train_x, rowvar=False) + 1e-4 * np.eye(train_x.shape[1])  # the DDP prior, fitted with numpy
     prior = judge(np.clip(rng.multivariate_normal(train_x.mean(0), cov, size=len(x)), -1, 1))
     got = judge(x.reshape(len(x), -1).astype(np.float64))
     return {"measure": "Fréchet distance (MLP digit-classifier features) against the held-out split",
-            "value": got["fd"], "prior": prior["fd"], "mmd2": got["mmd2"], "mmd2_prior": prior["mmd2"]}
+            "value": got["digit_fd"], "prior": prior["digit_fd"], "mmd2": got["mmd2"], "mmd2_prior": prior["mmd2"]}
 
 
 def build(name: str, out: Path, work: Path, steps: int | None) -> dict:

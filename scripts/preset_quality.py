@@ -3,10 +3,9 @@ code (issue 18): train the preset (or variants of it), export, sample with fdrl-
 compare against the held-out split beside a Gaussian fitted to the training split (what
 the DDP prior is) and the training split itself.
 
-Measures (all against the held-out split): Fréchet distance in the hidden features of a
-scikit-learn MLP digit classifier trained on the training split; RBF-kernel MMD² in pixel
-space (bandwidth: the median pairwise distance of the held-out split); 1-Wasserstein
-distance of the pixel values (scipy); the smallest class share the classifier assigns.
+Measures (all against the held-out split): fdrl_eval/digits.py's judge (`fdrl-eval --against
+digits` on the digits preset's split), fitted here on the chosen preset's split: Fréchet
+distance in an MLP digit classifier's features, pixel MMD², pixel W1, the smallest class share.
 
     python scripts/preset_quality.py --preset digits                      # the preset as shipped
     python scripts/preset_quality.py --preset digits --run "LR-KL=loss=LR divergence=KL"
@@ -29,45 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def sh(*cmd):
     subprocess.run([sys.executable, "-m", *cmd], check=True, cwd=ROOT)
-
-
-def frechet(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy import linalg
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2).real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
-
-
-def mmd2(x: np.ndarray, y: np.ndarray, width: float) -> float:
-    """Unbiased squared MMD, k(a, b) = exp(-|a - b|^2 / (2 width^2))."""
-    from scipy.spatial.distance import cdist
-    g = 1.0 / (2 * width ** 2)
-    kxx, kyy, kxy = (np.exp(-g * cdist(p, q, "sqeuclidean")) for p, q in ((x, x), (y, y), (x, y)))
-    n, m = len(x), len(y)
-    return float((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                 - 2 * kxy.mean())
-
-
-class Judge:
-    def __init__(self, train_x, train_y, test_x):
-        from scipy.spatial.distance import pdist
-        from sklearn.neural_network import MLPClassifier
-        self.clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=500, random_state=0).fit(train_x, train_y)
-        self.test_x = test_x
-        self.test_feats = self.features(test_x)
-        self.width = float(np.median(pdist(test_x)))
-
-    def features(self, x):  # the hidden ReLU layer: 32-d keeps the bias of a 180-image reference small
-        return np.maximum(x @ self.clf.coefs_[0] + self.clf.intercepts_[0], 0)
-
-    def __call__(self, x: np.ndarray) -> dict:
-        from scipy.stats import wasserstein_distance
-        labels = self.clf.predict(x)
-        shares = np.bincount(labels, minlength=10) / len(labels)
-        return {"fd": frechet(self.features(x), self.test_feats), "mmd2": mmd2(x, self.test_x, self.width),
-                "pixel_w1": float(wasserstein_distance(x.ravel(), self.test_x.ravel())),
-                "pixel_mean": float(x.mean()), "pixel_std": float(x.std()), "min_class": float(shares.min())}
 
 
 def sample_run(preset: str, run_dir: Path, sets: list[str], n: int, train: bool,
@@ -96,13 +56,14 @@ def main():
     ap.add_argument("--doc", help="write the table here (Markdown)")
     ap.add_argument("--steps", type=int, help="flow steps at sampling (default: each run's K + kappa)")
     args = ap.parse_args()
+    from fdrl_eval.digits import DigitsJudge
     from fdrl_train.config import load_config
     from fdrl_train.data import load_dataset
     cfg = load_config(args.preset)
     data = load_dataset(cfg)
     flat = lambda t: t.reshape(len(t), -1).numpy().astype(np.float64)  # noqa: E731
     train_x, test_x = flat(data.train_images), flat(data.test_images)
-    judge = Judge(train_x, data.train_labels.numpy(), test_x)
+    judge = DigitsJudge(train_x, data.train_labels.numpy(), test_x)
     rng = np.random.default_rng(12)
     # The DDP prior as the paper defines it, fitted here with numpy: N(mean, cov + 1e-4 I), clamped.
     cov = np.cov(train_x, rowvar=False) + 1e-4 * np.eye(train_x.shape[1])
@@ -120,8 +81,8 @@ def main():
              "pixel mean / std | smallest class | FD, MMD², W1 vs the Gaussian | train min |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r, t in rows:
-        ratio = f"{r['fd'] / g['fd']:.2f}× / {r['mmd2'] / g['mmd2']:.2f}× / {r['pixel_w1'] / g['pixel_w1']:.2f}×"
-        lines.append(f"| {name} | {r['fd']:.3f} | {r['mmd2']:.5f} | {r['pixel_w1']:.4f} | {r['pixel_mean']:.3f} / "
+        ratio = f"{r['digit_fd'] / g['digit_fd']:.2f}× / {r['mmd2'] / g['mmd2']:.2f}× / {r['pixel_w1'] / g['pixel_w1']:.2f}×"
+        lines.append(f"| {name} | {r['digit_fd']:.3f} | {r['mmd2']:.5f} | {r['pixel_w1']:.4f} | {r['pixel_mean']:.3f} / "
                      f"{r['pixel_std']:.3f} | {r['min_class']:.1%} | {ratio} | {'' if t is None else f'{t / 60:.1f}'} |")
     print("\n".join(lines))
     print(json.dumps({name: r for name, r, _ in rows}, indent=1))

@@ -13,6 +13,7 @@ from conftest import ROOT, run_cli
 from PIL import Image
 
 from fdrl_core.samples import from_uint8_hwc, read_run_folder
+from fdrl_train.config import load_config
 
 PRESETS = sorted(p.stem for p in (ROOT / "fdrl_train" / "configs").glob("*.yaml"))
 # The paper's image presets: the export check alone is 20-60 s each on 2 cores.
@@ -84,10 +85,16 @@ def test_preset_trains_exports_and_samples(tmp_path, name):
         # of I/O per test here); a rank-16 factor shrinks the run as batch_size does. The full
         # path runs in cifar10's test, the low-rank one in lsun_church's.
         sets.append("prior_rank=16")
-    p = run_cli("fdrl_train.cli", "--config", name, "--out", str(run), "--set", *sets)
+    watched = load_config(name)["eval_every"] > 0  # the preset's quality watch, judged at step 2
+    p = run_cli("fdrl_train.cli", "--config", name, "--out", str(run), "--set", *sets,
+                *(["eval_every=2", "eval_samples=64"] if watched else []))
     assert p.returncode == 0, p.stderr[-2000:]
     metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2] and all(np.isfinite(m["loss"]) for m in metrics)
+    if watched:
+        assert any(k.startswith("eval_prior_") for k in metrics[-1])
+        assert all(np.isfinite(v) for k, v in metrics[-1].items() if k.startswith("eval_"))
+        assert (run / "quality.png").is_file() and (run / "best.pt").is_file()
     assert (run / "samples" / "step_0000002.png").is_file()  # the EMA grid (spectral norm included)
 
     # The float64 check is on for the small presets. For the paper's image presets it is
