@@ -7,4 +7,11 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 . .venv/bin/activate
-python -m pip install -q --disable-pip-version-check "torch==2.13.0" -e ".[$1]"
+# pip compiles every installed module to bytecode one file at a time (torch alone: 20 s);
+# compileall does the same on every core, once per new virtualenv (benchmarks/NOTES.md).
+python -m pip install -q --disable-pip-version-check --no-compile "torch==2.13.0" -e ".[$1]"
+if [ ! -e .venv/.fdrl-compiled ]; then
+    python -m compileall -q -j 0 "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+        > /dev/null 2>&1 || true  # a file that does not compile is one pip would have skipped too
+    touch .venv/.fdrl-compiled
+fi
