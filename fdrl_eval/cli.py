@@ -13,10 +13,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -170,7 +169,7 @@ def pair_report(a: np.ndarray, b: np.ndarray, names, kind: str, device: str, bat
 def main(samples, other, against, features, width, inception_weights, device, batch_size, save_stats, json_path):
     """Quality numbers of SAMPLES (an fdrl-infer folder, an .npz or an image folder), against
     --against REF or a second set OTHER."""
-    with cli_errors("fdrl-eval"), tempfile.TemporaryDirectory() as home:
+    with cli_errors("fdrl-eval"), contextlib.ExitStack() as held:
         if other and against:
             raise EvalError("give a second sample set or --against, not both")
         if not (other or against or save_stats):
@@ -191,8 +190,8 @@ def main(samples, other, against, features, width, inception_weights, device, ba
         x = load_samples(samples)
         y = load_samples(other) if other and not stats_ref else None
         if inception and x.ndim == 4:  # its weights from disk, through torch's hub
-            from .inception import find_weights, torch_home_for
-            os.environ["TORCH_HOME"] = str(torch_home_for(find_weights(inception_weights), home))
+            from .inception import inception_home
+            held.enter_context(inception_home(inception_weights))
         if stats_ref:
             report = fid_report(x, stats_ref, features, device, batch_size)
         elif y is not None:

@@ -43,6 +43,29 @@ def torch_home_for(weights: Path, home: str | Path) -> Path:
     return Path(home)
 
 
+class inception_home:
+    """TORCH_HOME pointed, for the `with` block, at a temporary hub folder that links the weights
+    found by find_weights(given): pytorch-fid loads through torch's hub cache, and nothing is
+    downloaded. fdrl-eval holds it for its whole run, fdrl-train's quality watch per judged step."""
+
+    def __init__(self, given: str | None = None):
+        self.weights = find_weights(given)
+
+    def __enter__(self):
+        import tempfile
+        self.tmp = tempfile.TemporaryDirectory()
+        self.saved = os.environ.get("TORCH_HOME")
+        os.environ["TORCH_HOME"] = str(torch_home_for(self.weights, self.tmp.name))
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            os.environ.pop("TORCH_HOME", None)
+        else:
+            os.environ["TORCH_HOME"] = self.saved
+        self.tmp.cleanup()
+
+
 def inception_features(images: np.ndarray, batch: int = 50, device: str = "cpu") -> np.ndarray:
     """2048-d pool features of [N, C, H, W] images in [-1, 1] (grey images repeated to RGB),
     with the weights found through TORCH_HOME (see torch_home_for)."""

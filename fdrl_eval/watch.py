@@ -28,6 +28,33 @@ class Measure:
     keys: tuple[str, ...]                 # what goes into metrics.jsonl; keys[0] ranks checkpoints (lower is better)
 
 
+def stats_measure(path: str, features: str, sample_shape) -> Measure:
+    """FID against a statistics .npz (fdrl-eval --save-stats) in `features`; what is missing
+    (the file, the Inception weights, pytorch-fid) is named before training starts."""
+    from .cli import fid_report
+    from .inception import inception_home, read_stats
+    from .samples import EvalError
+    mu, _ = read_stats(path)
+    if len(sample_shape) != 3:
+        raise EvalError(f"config key 'eval_against': FID takes images; this dataset's samples are points: "
+                        "leave eval_against unset")
+    if features == "digits":
+        if tuple(sample_shape) != (1, 28, 28):
+            raise EvalError(f"config key 'eval_features': digits features take 28x28 grey images, not "
+                            f"{tuple(sample_shape)}: use inception")
+        return Measure(f"{path} --features digits", lambda x: fid_report(x, path, "digits"), ("fid",))
+    home = inception_home()  # the weights on disk, or a one-line error now
+    try:
+        import pytorch_fid  # noqa: F401
+    except ImportError:
+        raise EvalError("config key 'eval_against': Inception FID needs pytorch-fid: pip install 'fdrl[eval]'") from None
+
+    def report(x):
+        with home:
+            return fid_report(x, path, "inception")
+    return Measure(path, report, ("fid",))
+
+
 def measure_for(dataset: str) -> Measure | None:
     from .cli import TOYS, digit_report, toy_report
     if dataset in TOYS:
@@ -44,12 +71,16 @@ def measure_for(dataset: str) -> Measure | None:
 class QualityWatch:
     """Judge a training run's weights as the runtime samples them."""
 
-    def __init__(self, cfg: dict, n: int):
+    def __init__(self, cfg: dict, n: int, sample_shape):
         self.cfg, self.n = cfg, n
-        self.measure = measure_for(cfg["dataset"])
+        if cfg["eval_against"]:
+            self.measure = stats_measure(cfg["eval_against"], cfg["eval_features"], sample_shape)
+        else:
+            self.measure = measure_for(cfg["dataset"])
         if self.measure is None:
-            raise FdrlError(f"config key 'eval_every': no quality measure for dataset '{cfg['dataset']}' yet "
-                            "(toys, digits and mnist have one): set eval_every=0")
+            raise FdrlError(f"config key 'eval_every': no quality measure for dataset '{cfg['dataset']}' of its own "
+                            "(toys, digits and mnist have one): give eval_against=STATS.npz (FID; fdrl-eval "
+                            "--save-stats makes one) or set eval_every=0")
         self.artifact = None
         # fdrl-train exports through this watch: its logs are the command's to quiet (to_onnx.py)
         from fdrl_export.to_onnx import quiet_exporter_logs
@@ -100,8 +131,9 @@ class QualityWatch:
         return self._row(self.measure.report(x), "eval_"), x
 
     def plot(self, rows: list[dict], path: Path) -> None:
-        plot_quality(rows, self.primary, path,
-                     f"{self.cfg['dataset']}: {self.primary[5:]} (fdrl-eval --against {self.measure.against})")
+        against = self.measure.against
+        how = f"fdrl-eval SAMPLES {against}" if self.cfg["eval_against"] else f"fdrl-eval --against {against}"
+        plot_quality(rows, self.primary, path, f"{self.cfg['dataset']}: {self.primary[5:]} ({how})")
 
 
 def plot_quality(rows: list[dict], key: str, path: Path, title: str) -> None:

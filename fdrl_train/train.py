@@ -286,7 +286,7 @@ class Trainer:
         if module is None:
             print(f"fdrl-train: note: the quality watch (eval_every) is off: it {why}", file=sys.stderr)
             return None
-        return module.QualityWatch(self.cfg, self.cfg["eval_samples"])
+        return module.QualityWatch(self.cfg, self.cfg["eval_samples"], self.shape)
 
     def _best_so_far(self) -> float:
         try:

@@ -90,3 +90,28 @@ def test_eval_samples_and_every_are_checked(tmp_path, value):
     key = "eval_samples" if value == "1" else "eval_every"
     p = run_cli("fdrl_train.cli", "--config", "swissroll", "--out", str(tmp_path / "r"), "--set", f"{key}={value}")
     assert_user_error(p, key)
+
+
+def test_fid_against_a_statistics_file_equals_fdrl_eval(tmp_path):
+    """eval_against: FID against `fdrl-eval --save-stats` statistics (digit features here: the
+    Inception network cannot import on these machines, so only its refusal is tested)."""
+    from fdrl_train.datasets import load_mnist_dataset
+    real = tmp_path / "real.npz"
+    np.savez(real, x=load_mnist_dataset(0.1).test_set(200).numpy())
+    stats = tmp_path / "ref.npz"
+    p = run_cli("fdrl_eval.cli", str(real), "--features", "digits", "--save-stats", str(stats))
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "run"
+    sets = ["steps=2", "batch_size=8", "flow_steps=2", "refine_steps=1", "sample_every=0", "eval_every=2",
+            "eval_samples=64", f"eval_against={stats}"]
+    p = run_cli("fdrl_train.cli", "--config", "mnist", "--out", str(run), "--quiet", "--set", *sets, "eval_features=digits")
+    assert p.returncode == 0, p.stderr
+    row = _rows(run)[-1]
+    p = run_cli("fdrl_eval.cli", str(run / "eval_samples.npz"), str(stats), "--features", "digits")
+    assert p.returncode == 0, p.stderr
+    assert row["eval_fid"] == json.loads(p.stdout)["fid"] and row["eval_prior_fid"] > 0
+    # Inception features need weights on disk: refused before the first step, the folder not left behind
+    p = run_cli("fdrl_train.cli", "--config", "mnist", "--out", str(tmp_path / "r2"), "--set", *sets,
+                env={"FDRL_INCEPTION_WEIGHTS": "", "TORCH_HOME": str(tmp_path / "no_cache")})
+    assert_user_error(p, "inception weights", "nothing is downloaded")
+    assert not (tmp_path / "r2").exists()
