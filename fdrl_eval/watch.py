@@ -124,10 +124,16 @@ class QualityWatch:
         self.artifact = Artifact(Path("<training>"), "onnx", meta, prior_arrays, model.SerializeToString())
         return Sampler(self.artifact, backend="onnxruntime", threads=torch.get_num_threads())
 
-    def __call__(self, ckpt: dict) -> tuple[dict, np.ndarray]:
-        """(metrics.jsonl values, the samples judged) for the weights of checkpoint dict `ckpt`."""
+    def __call__(self, ckpt: dict) -> tuple[dict, np.ndarray | None]:
+        """(metrics.jsonl values, the samples judged) for the weights of checkpoint dict `ckpt`;
+        ({"eval_nonfinite": 1}, None) when the flow diverges (early weights can): a fact to log,
+        not a reason to stop training."""
+        from fdrl_runtime.api import NonFiniteSamples
         with self._sampler(ckpt) as sampler:
-            x = sampler.sample(self.n, seed=SEED)
+            try:
+                x = sampler.sample(self.n, seed=SEED)
+            except NonFiniteSamples:
+                return {"eval_nonfinite": 1}, None
         return self._row(self.measure.report(x), "eval_"), x
 
     def plot(self, rows: list[dict], path: Path) -> None:

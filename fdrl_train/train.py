@@ -299,6 +299,8 @@ class Trainer:
         from fdrl_core.atomic import atomic_write_bytes
         state = self.state()
         values, x = watch(state)
+        if x is None:  # the flow diverged: nothing to judge or keep
+            return values, best
         buf = io.BytesIO()
         np.savez(buf, x=x)  # the samples judged: fdrl-eval on this file gives the same figures
         atomic_write_bytes(self.out / "eval_samples.npz", buf.getvalue())

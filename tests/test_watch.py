@@ -115,3 +115,19 @@ def test_fid_against_a_statistics_file_equals_fdrl_eval(tmp_path):
                 env={"FDRL_INCEPTION_WEIGHTS": "", "TORCH_HOME": str(tmp_path / "no_cache")})
     assert_user_error(p, "inception weights", "nothing is downloaded")
     assert not (tmp_path / "r2").exists()
+
+
+def test_a_diverging_flow_is_logged_not_fatal():
+    """Early weights can send the flow to inf: the watch says so and training goes on."""
+    from helpers import random_checkpoint
+
+    from fdrl_eval.watch import QualityWatch
+    from fdrl_train.config import validate
+    ck = random_checkpoint("mlp")
+    watch = QualityWatch(validate({**ck["config"], "eval_every": 1}), 16, (2,))
+    name = next(k for k in ck["ema"] if k.endswith("weight"))
+    ck["ema"][name] = ck["ema"][name] * float("inf")  # a drift of inf and NaN, as a blown-up run's
+    assert watch(ck) == ({"eval_nonfinite": 1}, None)
+    ck = random_checkpoint("mlp")
+    values, x = watch(ck)  # the same watch, refit with sane weights, judges again
+    assert x.shape == (16, 2) and np.isfinite(values["eval_mmd2"])
