@@ -34,7 +34,7 @@ def stats_measure(path: str, features: str, sample_shape) -> Measure:
     from .cli import fid_report
     from .inception import inception_home, read_stats
     from .samples import EvalError
-    mu, _ = read_stats(path)
+    read_stats(path)  # a bad file is named now, not at the first judged step
     if len(sample_shape) != 3:
         raise EvalError(f"config key 'eval_against': FID takes images; this dataset's samples are points: "
                         "leave eval_against unset")
