@@ -115,3 +115,24 @@ def test_inception_paths_fail_in_one_line_where_pytorch_fid_cannot_run(tmp_path)
         pytest.skip("pytorch-fid imports here: the real path runs instead")
     except Exception:
         assert_user_error(p, "pytorch-fid")
+
+
+def test_preset_quality_script_runs_its_judge(tmp_path):
+    """scripts/preset_quality.py, dry run: a 2-step digits variant judged beside the floor and the
+    DDP Gaussian by fdrl_eval/digits.py's judge (fitted on the preset's split)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    run = ROOT / "runs" / "quality_digits_suite_dry_run"
+    try:
+        p = subprocess.run([sys.executable, str(ROOT / "scripts" / "preset_quality.py"), "--preset", "digits",
+                            "--run", "suite dry run=steps=2 eval_every=0", "--n", "60", "--doc", str(tmp_path / "t.md")],
+                           capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+        rows = (tmp_path / "t.md").read_text().splitlines()
+        assert len(rows) == 5 and "training split (floor)" in rows[2] and "suite dry run" in rows[4]
+        assert "1.00× / 1.00× / 1.00×" in rows[3]  # the Gaussian against itself
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
